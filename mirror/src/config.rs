@@ -1,0 +1,276 @@
+//! Configuration: embedded defaults, an optional TOML file, then `AIRLOCK_*` environment overrides
+//! (in that order of precedence, lowest first). Every key is documented in
+//! `deploy/airlock.example.toml`.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::error::MirrorError;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the index, blobs and quarantine live (one filesystem, so promotion is a rename).
+    pub data_dir: PathBuf,
+    /// The Hugging Face upstream.
+    pub huggingface: HfConfig,
+    /// Who may pull what.
+    pub policy: PolicyConfig,
+}
+
+/// `[huggingface]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HfConfig {
+    /// Base URL of the Hub (API and resolve routes).
+    pub upstream: String,
+    /// `host[:port]`s that upstream redirects may lead to, besides the upstream's own origin.
+    /// A redirect anywhere else is refused, so a hostile or compromised upstream cannot turn Airlock
+    /// into a proxy into the internal network.
+    pub redirect_hosts: Vec<String>,
+    /// Upstream token (sent upstream only). Prefer `token_file` or `AIRLOCK_HF_TOKEN`.
+    pub token: Option<Secret>,
+    /// File holding the upstream token (first line).
+    pub token_file: Option<PathBuf>,
+    /// How long a branch or tag → commit resolution is trusted before it is asked upstream again.
+    /// Rules with a `revision` pin never move.
+    pub revision_ttl_secs: u64,
+    /// Entries per page of Airlock's own `/tree` listings (the Hub uses 1000).
+    pub tree_page_size: usize,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// `allowlist` (default): only what an allow rule matches; `open`: anything, still verified and
+    /// scanned.
+    pub mode: PolicyMode,
+    /// `[[policy.allow]]` rules.
+    pub allow: Vec<AllowRule>,
+}
+
+/// Policy mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    /// Only names matched by an allow rule are served.
+    Allowlist,
+    /// Every name may be fetched (verification and scanning still apply).
+    Open,
+}
+
+/// One `[[policy.allow]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// `org/repo`, `datasets/org/repo`, `org/*` or `datasets/org/*`.
+    pub hf: String,
+    /// Optional commit pin (40 hex): every revision of the repo resolves to this commit.
+    pub revision: Option<String>,
+}
+
+/// A secret string whose `Debug` never shows the value, so it cannot leak into logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    /// The value, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("airlock-data"),
+            huggingface: HfConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+impl Default for HfConfig {
+    fn default() -> Self {
+        HfConfig {
+            upstream: "https://huggingface.co".into(),
+            // Where the Hub sends LFS downloads today: its CDN and the Xet bridge that serves plain
+            // HTTP bytes for Xet-backed files.
+            redirect_hosts: [
+                "cdn-lfs.huggingface.co",
+                "cdn-lfs-us-1.huggingface.co",
+                "cdn-lfs-eu-1.huggingface.co",
+                "cdn-lfs.hf.co",
+                "cdn-lfs-us-1.hf.co",
+                "cdn-lfs-eu-1.hf.co",
+                "cas-bridge.xethub.hf.co",
+            ]
+            .map(String::from)
+            .to_vec(),
+            token: None,
+            token_file: None,
+            revision_ttl_secs: 300,
+            tree_page_size: 1000,
+        }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: PolicyMode::Allowlist,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Environment variables read by [`Config::load`], with what each sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("AIRLOCK_LISTEN", "listen"),
+    ("AIRLOCK_DATA_DIR", "data_dir"),
+    ("AIRLOCK_HF_UPSTREAM", "huggingface.upstream"),
+    (
+        "AIRLOCK_HF_REDIRECT_HOSTS",
+        "huggingface.redirect_hosts (comma-separated)",
+    ),
+    ("AIRLOCK_HF_TOKEN", "huggingface.token"),
+    ("AIRLOCK_HF_TOKEN_FILE", "huggingface.token_file"),
+    ("AIRLOCK_POLICY_MODE", "policy.mode (allowlist|open)"),
+];
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment (`env` is injectable for tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, MirrorError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| MirrorError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<Config>(&text).map_err(|e| {
+                    MirrorError::Config(format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = env("AIRLOCK_LISTEN") {
+            cfg.listen = v
+                .parse()
+                .map_err(|_| MirrorError::Config(format!("AIRLOCK_LISTEN: not an address: {v}")))?;
+        }
+        if let Some(v) = env("AIRLOCK_DATA_DIR") {
+            cfg.data_dir = v.into();
+        }
+        if let Some(v) = env("AIRLOCK_HF_UPSTREAM") {
+            cfg.huggingface.upstream = v;
+        }
+        if let Some(v) = env("AIRLOCK_HF_REDIRECT_HOSTS") {
+            cfg.huggingface.redirect_hosts = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(v) = env("AIRLOCK_HF_TOKEN") {
+            cfg.huggingface.token = Some(Secret(v));
+        }
+        if let Some(v) = env("AIRLOCK_HF_TOKEN_FILE") {
+            cfg.huggingface.token_file = Some(v.into());
+        }
+        if let Some(v) = env("AIRLOCK_POLICY_MODE") {
+            cfg.policy.mode = match v.as_str() {
+                "allowlist" => PolicyMode::Allowlist,
+                "open" => PolicyMode::Open,
+                _ => {
+                    return Err(MirrorError::Config(format!(
+                        "AIRLOCK_POLICY_MODE: expected allowlist or open, got {v}"
+                    )))
+                }
+            };
+        }
+        if cfg.huggingface.token.is_none() {
+            if let Some(path) = &cfg.huggingface.token_file {
+                let text = std::fs::read_to_string(path).map_err(|source| MirrorError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let token = text.lines().next().unwrap_or("").trim().to_owned();
+                if token.is_empty() {
+                    return Err(MirrorError::Config(format!(
+                        "{}: token file is empty",
+                        path.display()
+                    )));
+                }
+                cfg.huggingface.token = Some(Secret(token));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let cfg = Config::load(None, |_| None).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.data_dir, PathBuf::from("airlock-data"));
+        assert_eq!(cfg.policy.mode, PolicyMode::Allowlist);
+        assert_eq!(cfg.huggingface.upstream, "https://huggingface.co");
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[huggingface]\nupstream = \"http://127.0.0.1:1\"\ntoken = \"s3cret\"\n\
+             [[policy.allow]]\nhf = \"acme/*\"\nrevision = \"0123456789abcdef0123456789abcdef01234567\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path), |k| {
+            (k == "AIRLOCK_POLICY_MODE").then(|| "open".to_string())
+        })
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.policy.mode, PolicyMode::Open);
+        assert_eq!(cfg.policy.allow.len(), 1);
+        assert!(
+            !format!("{cfg:?}").contains("s3cret"),
+            "token leaked into Debug"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&path), |_| None).is_err());
+    }
+}

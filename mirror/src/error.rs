@@ -1,0 +1,52 @@
+//! The one error type of the engine: things that went wrong (I/O, upstream trouble, bad config),
+//! as opposed to a policy or verification "no", which is a [`crate::Refusal`] value.
+
+use std::path::PathBuf;
+
+/// An engine failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// A file or directory operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The index (sled) failed.
+    #[error("index: {0}")]
+    Index(#[from] sled::Error),
+    /// A stored record could not be decoded: the index is damaged (`airlock reindex` rebuilds it).
+    #[error("index record {key} is damaged: {detail}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The configuration is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// The upstream could not be reached or answered with something unusable (5xx, garbage JSON,
+    /// a redirect to an unlisted host). The message is safe to show to clients.
+    #[error("upstream: {0}")]
+    Upstream(String),
+    /// The upstream asks us to come back later (429/503 that outlasted our retries).
+    #[error("upstream busy; retry in {retry_after_secs}s")]
+    UpstreamBusy {
+        /// Seconds the upstream asked for.
+        retry_after_secs: u64,
+    },
+    /// A background task died (a bug): reported instead of hanging the client.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl MirrorError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MirrorError {
+        let path = path.into();
+        move |source| MirrorError::Io { path, source }
+    }
+}

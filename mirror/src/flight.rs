@@ -1,0 +1,238 @@
+//! Single-flight: at most one task per key, however many callers ask at once. The task is spawned
+//! on the engine runtime and owned by the map, not by any caller, so a client that disconnects does
+//! not cancel a fetch others are waiting for; every waiter gets the same outcome.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// How far a task has come, for callers who want to say "come back in N seconds".
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    /// Records how many of `total` units are done.
+    pub fn set(&self, done: u64, total: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+}
+
+/// A map of in-flight tasks.
+pub struct SingleFlight<K, V> {
+    map: Arc<Mutex<HashMap<K, Joined<V>>>>,
+    rt: tokio::runtime::Handle,
+}
+
+struct Joined<V> {
+    rx: watch::Receiver<Option<V>>,
+    progress: Arc<Progress>,
+    started: Instant,
+}
+
+impl<V> Clone for Joined<V> {
+    fn clone(&self) -> Self {
+        Joined {
+            rx: self.rx.clone(),
+            progress: self.progress.clone(),
+            started: self.started,
+        }
+    }
+}
+
+/// A caller's handle on a task.
+pub struct Flight<V>(FlightInner<V>);
+
+enum FlightInner<V> {
+    Done(V),
+    Running(Joined<V>),
+}
+
+/// What waiting produced.
+pub enum Waited<V> {
+    /// The task finished with this value.
+    Done(V),
+    /// Still running after the wait; the estimate is in seconds.
+    Running {
+        /// Rough seconds until done, from the progress so far.
+        eta_secs: u64,
+    },
+    /// The task died without an outcome (a panic: a bug, reported rather than hung on).
+    Lost,
+}
+
+struct Leave<K: Hash + Eq, V> {
+    map: Arc<Mutex<HashMap<K, Joined<V>>>>,
+    key: Option<K>,
+}
+
+impl<K: Hash + Eq, V> Drop for Leave<K, V> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&k);
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> SingleFlight<K, V> {
+    /// A map whose tasks run on `rt`.
+    pub fn new(rt: tokio::runtime::Handle) -> Self {
+        SingleFlight {
+            map: Arc::new(Mutex::new(HashMap::new())),
+            rt,
+        }
+    }
+
+    /// Joins the task for `key`, starting it with `make` if none runs. `settled` is consulted under
+    /// the same lock first: a result recorded by a task that just finished is returned instead of
+    /// starting a second task (the task records its result before it leaves the map).
+    pub fn join<F, Fut>(&self, key: K, settled: impl FnOnce() -> Option<V>, make: F) -> Flight<V>
+    where
+        F: FnOnce(Arc<Progress>) -> Fut,
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        // A poisoned lock only means another thread panicked while holding it; the map itself is
+        // still consistent (every mutation is a single insert or remove).
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = map.get(&key) {
+            return Flight(FlightInner::Running(j.clone()));
+        }
+        if let Some(v) = settled() {
+            return Flight(FlightInner::Done(v));
+        }
+        let (tx, rx) = watch::channel(None);
+        let progress = Arc::new(Progress::default());
+        let joined = Joined {
+            rx,
+            progress: progress.clone(),
+            started: Instant::now(),
+        };
+        map.insert(key.clone(), joined.clone());
+        drop(map);
+        let fut = make(progress);
+        let map = self.map.clone();
+        self.rt.spawn(async move {
+            // Leave the map however the task ends (a panic included), but only after publishing:
+            // a caller arriving in between still finds the entry and reads the published value.
+            let _leave = Leave {
+                map,
+                key: Some(key),
+            };
+            let v = fut.await;
+            let _ = tx.send(Some(v));
+        });
+        Flight(FlightInner::Running(joined))
+    }
+
+    /// Number of tasks in flight.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<V: Clone> Flight<V> {
+    /// Waits at most `limit` for the outcome.
+    pub async fn wait(self, limit: Duration) -> Waited<V> {
+        let mut j = match self.0 {
+            FlightInner::Done(v) => return Waited::Done(v),
+            FlightInner::Running(j) => j,
+        };
+        let outcome = tokio::time::timeout(limit, j.rx.wait_for(|v| v.is_some())).await;
+        match outcome {
+            Ok(Ok(v)) => match v.clone() {
+                Some(v) => Waited::Done(v),
+                None => Waited::Lost,
+            },
+            Ok(Err(_)) => Waited::Lost,
+            Err(_) => {
+                let done = j.progress.done.load(Ordering::Relaxed);
+                let total = j.progress.total.load(Ordering::Relaxed);
+                let elapsed = j.started.elapsed().as_secs_f64();
+                let eta = if done > 0 && total > done {
+                    ((total - done) as f64 * elapsed / done as f64).ceil() as u64
+                } else {
+                    2
+                };
+                Waited::Running { eta_secs: eta }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_task_for_many_callers() {
+        let sf: Arc<SingleFlight<&'static str, u32>> =
+            Arc::new(SingleFlight::new(tokio::runtime::Handle::current()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut waits = Vec::new();
+        for _ in 0..50 {
+            let runs = runs.clone();
+            let f = sf.join(
+                "k",
+                || None,
+                move |_| async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    7
+                },
+            );
+            waits.push(tokio::spawn(f.wait(Duration::from_secs(5))));
+        }
+        for w in waits {
+            assert!(matches!(w.await.unwrap(), Waited::Done(7)));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(sf.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_wait_reports_running_and_panics_are_lost_not_hung() {
+        let sf: SingleFlight<u8, u32> = SingleFlight::new(tokio::runtime::Handle::current());
+        let f = sf.join(
+            1,
+            || None,
+            |_| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                1
+            },
+        );
+        assert!(matches!(
+            f.wait(Duration::from_millis(10)).await,
+            Waited::Running { .. }
+        ));
+        let f = sf.join(2, || None, |_| async { panic!("boom") });
+        assert!(matches!(f.wait(Duration::from_secs(5)).await, Waited::Lost));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let f = sf.join(2, || None, |_| async { 5 });
+        assert!(
+            matches!(f.wait(Duration::from_secs(5)).await, Waited::Done(5)),
+            "a dead task must not block its key"
+        );
+        let f = sf.join(3, || Some(9), |_| async { 1 });
+        assert!(matches!(
+            f.wait(Duration::from_secs(1)).await,
+            Waited::Done(9)
+        ));
+    }
+}

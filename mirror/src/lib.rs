@@ -1,0 +1,28 @@
+//! Airlock's engine: configuration, policy, the content-addressed store with its sled index,
+//! upstream clients, and the fetch → quarantine → verify → scan → promote pipeline.
+//!
+//! Invariants: only promoted blobs (`blobs/sha256/…`, named by their sha256, written only by
+//! [`Store::promote`] after every check passed) are handed to the protocol adapters; every
+//! upstream byte is hashed as it arrives; one upstream fetch per artifact however many clients ask.
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod flight;
+mod manifest;
+mod names;
+mod pipeline;
+mod policy;
+mod quarantine;
+mod refusal;
+mod store;
+mod upstream;
+
+pub use config::{AllowRule, Config, HfConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS};
+pub use error::MirrorError;
+pub use manifest::{Entry, EntryKind, Lfs, Manifest};
+pub use names::{HfRepo, NameError, RepoId, RepoKind, RepoPath, Revision, RevisionName};
+pub use pipeline::{FileState, Lookup, Mirror, Snapshot};
+pub use policy::{Decision, Policy};
+pub use refusal::Refusal;
+pub use store::{FileRecord, Store};

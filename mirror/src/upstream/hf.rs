@@ -1,0 +1,363 @@
+//! The Hugging Face Hub as an upstream: resolve a revision, list a commit's files, open a file's
+//! bytes (optionally from an offset, to resume).
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use reqwest::{header, StatusCode};
+use url::Url;
+use verifier::{Digest, GitOid};
+
+use super::{describe, read_limited, retry_after, HostList};
+use crate::config::HfConfig;
+use crate::config::Secret;
+use crate::error::MirrorError;
+use crate::manifest::{Entry, EntryKind, Lfs, Manifest};
+use crate::names::{HfRepo, RepoPath, Revision, RevisionName};
+
+/// Characters escaped in one path segment (`/` included: `refs/pr/1` travels as one segment).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+/// Characters escaped in a file path (keeps `/`).
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+const MAX_JSON: usize = 16 << 20;
+const MAX_PAGES: usize = 1000;
+const MAX_ENTRIES: usize = 500_000;
+
+/// What the upstream said about a name.
+#[derive(Debug, Clone)]
+pub enum Answer<T> {
+    /// It exists.
+    Found(T),
+    /// No such repo (or no access that the upstream admits to).
+    RepoNotFound(String),
+    /// No such revision.
+    RevisionNotFound(String),
+    /// No such path.
+    EntryNotFound(String),
+    /// Access refused (gated, private, bad token).
+    Denied(String),
+}
+
+/// A response carrying file bytes.
+pub struct FileResponse {
+    /// The response, positioned at the first byte at `offset`.
+    pub response: reqwest::Response,
+    /// Whether the upstream honoured the `Range` (206); if not, the body starts at byte 0.
+    pub partial: bool,
+}
+
+/// A failure to open a file, split by whether retrying can help.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Worth retrying (network trouble, 5xx, 429), after `retry_after` seconds if given.
+    Transient {
+        /// What happened.
+        detail: String,
+        /// Upstream's `Retry-After`.
+        retry_after: Option<u64>,
+    },
+    /// Retrying will not help (4xx, refused redirect, inconsistent headers).
+    Permanent(String),
+}
+
+/// The Hub client.
+pub struct HfUpstream {
+    client: reqwest::Client,
+    base: Url,
+    token: Option<Secret>,
+}
+
+impl HfUpstream {
+    /// Builds the client from `[huggingface]`.
+    pub fn new(cfg: &HfConfig) -> Result<HfUpstream, MirrorError> {
+        let base = Url::parse(cfg.upstream.trim_end_matches('/'))
+            .map_err(|e| MirrorError::Config(format!("huggingface.upstream: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(MirrorError::Config(
+                "huggingface.upstream must be http(s)".into(),
+            ));
+        }
+        let hosts = HostList::new(&base, &cfg.redirect_hosts)?;
+        Ok(HfUpstream {
+            client: super::client(hosts)?,
+            base,
+            token: cfg.token.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<Url, MirrorError> {
+        let base = self.base.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}{path}"))
+            .map_err(|e| MirrorError::Upstream(format!("bad URL: {e}")))
+    }
+
+    fn get(&self, url: Url) -> reqwest::RequestBuilder {
+        let req = self.client.get(url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t.expose()),
+            None => req,
+        }
+    }
+
+    fn api_prefix(repo: &HfRepo) -> String {
+        format!("/api/{}/{}", repo.kind.api_plural(), repo.id)
+    }
+
+    /// Classifies a non-success API answer.
+    fn classify<T>(resp: &reqwest::Response) -> Result<Answer<T>, MirrorError> {
+        let status = resp.status();
+        let code = resp
+            .headers()
+            .get("x-error-code")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let msg = resp
+            .headers()
+            .get("x-error-message")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>();
+        match (status, code) {
+            (_, "RevisionNotFound") => Ok(Answer::RevisionNotFound(msg)),
+            (_, "EntryNotFound") => Ok(Answer::EntryNotFound(msg)),
+            (_, "GatedRepo") | (StatusCode::FORBIDDEN, _) => Ok(Answer::Denied(msg)),
+            (StatusCode::UNAUTHORIZED, "RepoNotFound") | (StatusCode::NOT_FOUND, _) => {
+                Ok(Answer::RepoNotFound(msg))
+            }
+            (StatusCode::UNAUTHORIZED, _) => Ok(Answer::Denied(msg)),
+            (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, _) => {
+                Err(MirrorError::UpstreamBusy {
+                    retry_after_secs: retry_after(resp).unwrap_or(5),
+                })
+            }
+            _ => Err(MirrorError::Upstream(format!("answered {status}"))),
+        }
+    }
+
+    /// Resolves a revision name to a commit.
+    pub async fn resolve(
+        &self,
+        repo: &HfRepo,
+        rev: &RevisionName,
+    ) -> Result<Answer<Revision>, MirrorError> {
+        let rev_seg = utf8_percent_encode(rev.as_str(), SEGMENT);
+        let url = self.url(&format!("{}/revision/{rev_seg}", Self::api_prefix(repo)))?;
+        let resp = self
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| MirrorError::Upstream(describe(&e)))?;
+        if !resp.status().is_success() {
+            return Self::classify(&resp);
+        }
+        #[derive(serde::Deserialize)]
+        struct Info {
+            sha: String,
+        }
+        let body = read_limited(resp, MAX_JSON).await?;
+        let info: Info = serde_json::from_slice(&body)
+            .map_err(|e| MirrorError::Upstream(format!("revision info is not valid JSON: {e}")))?;
+        let commit = Revision::parse(&info.sha)
+            .map_err(|_| MirrorError::Upstream("revision info has no 40-hex sha".into()))?;
+        Ok(Answer::Found(commit))
+    }
+
+    /// Lists every file and directory of a commit, following `Link` pagination (only to the
+    /// upstream's own origin).
+    pub async fn manifest(
+        &self,
+        repo: &HfRepo,
+        commit: Revision,
+    ) -> Result<Answer<Manifest>, MirrorError> {
+        #[derive(serde::Deserialize)]
+        struct RawLfs {
+            oid: String,
+            size: u64,
+            #[serde(rename = "pointerSize", default)]
+            pointer_size: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            #[serde(rename = "type")]
+            kind: String,
+            oid: String,
+            #[serde(default)]
+            size: u64,
+            path: String,
+            lfs: Option<RawLfs>,
+        }
+        let mut next = Some(self.url(&format!(
+            "{}/tree/{commit}?recursive=true&expand=false",
+            Self::api_prefix(repo)
+        ))?);
+        let mut entries = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(MirrorError::Upstream(
+                    "tree listing has too many pages".into(),
+                ));
+            }
+            let resp = self
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| MirrorError::Upstream(describe(&e)))?;
+            if !resp.status().is_success() {
+                return Self::classify(&resp);
+            }
+            next = next_link(&resp, &self.base);
+            let body = read_limited(resp, MAX_JSON).await?;
+            let raw: Vec<Raw> = serde_json::from_slice(&body).map_err(|e| {
+                MirrorError::Upstream(format!("tree listing is not valid JSON: {e}"))
+            })?;
+            for r in raw {
+                let bad = |what: &str| {
+                    MirrorError::Upstream(format!("tree listing: {what} for {:?}", r.path))
+                };
+                let path = RepoPath::parse(&r.path).map_err(|_| bad("invalid path"))?;
+                let oid = GitOid::from_hex(&r.oid).map_err(|_| bad("invalid oid"))?;
+                let kind = match r.kind.as_str() {
+                    "file" => EntryKind::File,
+                    "directory" => EntryKind::Directory,
+                    _ => return Err(bad("unknown entry type")),
+                };
+                let lfs = match r.lfs {
+                    Some(l) => Some(Lfs {
+                        sha256: Digest::from_hex(&l.oid).map_err(|_| bad("invalid lfs oid"))?,
+                        size: l.size,
+                        pointer_size: l.pointer_size,
+                    }),
+                    None => None,
+                };
+                let size = lfs.map_or(r.size, |l| l.size);
+                entries.push(Entry {
+                    path,
+                    kind,
+                    oid,
+                    size,
+                    lfs,
+                });
+            }
+            if entries.len() > MAX_ENTRIES {
+                return Err(MirrorError::Upstream(
+                    "tree listing has too many entries".into(),
+                ));
+            }
+        }
+        Ok(Answer::Found(Manifest::new(entries)))
+    }
+
+    /// Opens a file's bytes at a commit, from `offset`. Follows redirects only to allowed hosts.
+    pub async fn open_file(
+        &self,
+        repo: &HfRepo,
+        commit: Revision,
+        path: &RepoPath,
+        offset: u64,
+    ) -> Result<FileResponse, OpenError> {
+        let prefix = match repo.kind {
+            crate::names::RepoKind::Model => String::new(),
+            crate::names::RepoKind::Dataset => "/datasets".into(),
+        };
+        let url = self
+            .url(&format!(
+                "{prefix}/{}/resolve/{commit}/{}",
+                repo.id,
+                utf8_percent_encode(path.as_str(), PATH)
+            ))
+            .map_err(|e| OpenError::Permanent(e.to_string()))?;
+        let mut req = self.get(url).header(header::ACCEPT_ENCODING, "identity");
+        if offset > 0 {
+            req = req.header(header::RANGE, format!("bytes={offset}-"));
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_redirect() {
+                OpenError::Permanent(describe(&e))
+            } else {
+                OpenError::Transient {
+                    detail: describe(&e),
+                    retry_after: None,
+                }
+            }
+        })?;
+        let status = resp.status();
+        match status {
+            StatusCode::OK => Ok(FileResponse {
+                response: resp,
+                partial: false,
+            }),
+            StatusCode::PARTIAL_CONTENT if offset > 0 => {
+                let start = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(offset) {
+                    return Err(OpenError::Permanent(
+                        "upstream answered a different range than asked".into(),
+                    ));
+                }
+                Ok(FileResponse {
+                    response: resp,
+                    partial: true,
+                })
+            }
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::REQUEST_TIMEOUT => Err(OpenError::Transient {
+                detail: format!("answered {status}"),
+                retry_after: retry_after(&resp),
+            }),
+            s if s.is_server_error() => Err(OpenError::Transient {
+                detail: format!("answered {s}"),
+                retry_after: None,
+            }),
+            s => Err(OpenError::Permanent(format!("answered {s} for {path}"))),
+        }
+    }
+}
+
+/// The `rel="next"` target of a `Link` header, if it stays on the upstream's origin.
+fn next_link(resp: &reqwest::Response, base: &Url) -> Option<Url> {
+    let link = resp.headers().get(header::LINK)?.to_str().ok()?;
+    for part in link.split(',') {
+        let (target, params) = part.split_once(';')?;
+        if params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"))
+        {
+            let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+            let url = base.join(target).ok()?;
+            if url.origin() == base.origin() {
+                return Some(url);
+            }
+        }
+    }
+    None
+}

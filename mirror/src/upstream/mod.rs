@@ -1,0 +1,156 @@
+//! Upstream clients: the only code that talks to the network. One `reqwest::Client` per upstream,
+//! built at start-up; redirects are followed only to the upstream's own origin and to the
+//! configured `redirect_hosts`.
+
+pub mod hf;
+
+use crate::error::MirrorError;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+/// The host-and-port allow list for redirects.
+#[derive(Debug, Clone)]
+pub(crate) struct HostList {
+    entries: Vec<(String, Option<u16>)>,
+}
+
+impl HostList {
+    pub(crate) fn new(origin: &url::Url, extra: &[String]) -> Result<HostList, MirrorError> {
+        let mut entries = Vec::new();
+        if let Some(host) = origin.host_str() {
+            entries.push((host.to_ascii_lowercase(), origin.port_or_known_default()));
+        }
+        for e in extra {
+            let parsed = url::Url::parse(&format!("http://{e}"))
+                .ok()
+                .filter(|u| u.path() == "/" && u.username().is_empty() && u.query().is_none())
+                .and_then(|u| u.host_str().map(|h| (h.to_ascii_lowercase(), u.port())))
+                .ok_or_else(|| {
+                    MirrorError::Config(format!("redirect_hosts: {e:?} is not host[:port]"))
+                })?;
+            entries.push(parsed);
+        }
+        Ok(HostList { entries })
+    }
+
+    /// Whether `url` may be fetched. An entry without a port allows only the scheme's default port,
+    /// so `cdn.example` does not open `cdn.example:22`.
+    pub(crate) fn allows(&self, url: &url::Url) -> bool {
+        if !matches!(url.scheme(), "http" | "https") {
+            return false;
+        }
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .any(|(h, p)| *h == host && p.map_or(url.port().is_none(), |p| p == port))
+    }
+}
+
+/// Builds a client whose redirect policy enforces `hosts`.
+pub(crate) fn client(hosts: HostList) -> Result<reqwest::Client, MirrorError> {
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            attempt.error("too many redirects")
+        } else if hosts.allows(attempt.url()) {
+            attempt.follow()
+        } else {
+            let shown = format!(
+                "redirect to unlisted host {}:{} refused (not in redirect_hosts)",
+                attempt.url().host_str().unwrap_or("?"),
+                attempt.url().port_or_known_default().unwrap_or(0)
+            );
+            attempt.error(shown)
+        }
+    });
+    reqwest::Client::builder()
+        .redirect(policy)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| MirrorError::Config(format!("HTTP client: {e}")))
+}
+
+/// Describes a reqwest error for a client-visible message: the cause chain without URLs' query
+/// strings (signed CDN URLs carry credentials).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_redirect() {
+        "redirect refused".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "connection broke while reading the body".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !text.contains("://") {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+/// Reads a whole (small) response body, refusing more than `limit` bytes, so a hostile upstream
+/// cannot make Airlock buffer without bound.
+pub(crate) async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, MirrorError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(MirrorError::Upstream(format!(
+            "response larger than {limit} bytes"
+        )));
+    }
+    let mut buf = BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| MirrorError::Upstream(describe(&e)))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(MirrorError::Upstream(format!(
+                "response larger than {limit} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Parses `Retry-After` in seconds (the HTTP-date form is treated as "a few seconds").
+pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    Some(v.trim().parse::<u64>().unwrap_or(5).min(120))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_list() {
+        let origin = url::Url::parse("https://huggingface.co").unwrap();
+        let l = HostList::new(&origin, &["cdn.example".into(), "127.0.0.1:9000".into()]).unwrap();
+        let ok = |u: &str| l.allows(&url::Url::parse(u).unwrap());
+        assert!(ok("https://huggingface.co/x"));
+        assert!(ok("https://cdn.example/blob?sig=1"));
+        assert!(!ok("https://cdn.example:22/"));
+        assert!(ok("http://127.0.0.1:9000/a"));
+        assert!(!ok("http://127.0.0.1:9001/a"));
+        assert!(!ok("http://127.0.0.2:9000/a"));
+        assert!(!ok("file:///etc/passwd"));
+        assert!(HostList::new(&origin, &["http://x/y".into()]).is_err());
+    }
+}

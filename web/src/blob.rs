@@ -1,0 +1,135 @@
+//! Serving promoted blobs: `Range` parsing and a streaming body that reads the file on a blocking
+//! thread in large chunks, a few chunks ahead of the socket, so memory per stream stays bounded.
+
+use bytes::Bytes;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Bytes read per chunk.
+const CHUNK: usize = 256 * 1024;
+/// Chunks read ahead of the socket per stream.
+const AHEAD: usize = 4;
+
+/// A parsed single `Range`, resolved against the file size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAsk {
+    /// No usable range: serve everything (200).
+    Full,
+    /// Serve `start..start+len` (206).
+    Part {
+        /// First byte.
+        start: u64,
+        /// Length.
+        len: u64,
+    },
+    /// The range lies outside the file (416).
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header value for a file of `size` bytes. Multi-range and malformed values are
+/// ignored (RFC 9110 allows serving the whole representation instead).
+pub fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeAsk::Full;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Full;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeAsk::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        // Suffix range: the last `b` bytes.
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeAsk::Full;
+        };
+        if n == 0 {
+            return RangeAsk::Unsatisfiable;
+        }
+        (size.saturating_sub(n), size.saturating_sub(1))
+    } else {
+        let Ok(start) = a.parse::<u64>() else {
+            return RangeAsk::Full;
+        };
+        let end = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            match b.parse::<u64>() {
+                Ok(e) if e >= start => e.min(size.saturating_sub(1)),
+                _ => return RangeAsk::Full,
+            }
+        };
+        (start, end)
+    };
+    if size == 0 || start >= size {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::Part {
+        start,
+        len: end - start + 1,
+    }
+}
+
+/// Streams `len` bytes of `file` from `start`. The reads happen on a blocking thread that stays at
+/// most [`AHEAD`] chunks ahead; if the client goes away, the channel closes and the reader stops.
+pub fn stream(
+    file: File,
+    start: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut pos = start;
+        let end = start + len;
+        while pos < end {
+            let n = CHUNK.min((end - pos) as usize);
+            let mut buf = vec![0u8; n];
+            let res = file.read_exact_at(&mut buf, pos).map(|()| Bytes::from(buf));
+            let failed = res.is_err();
+            if tx.blocking_send(res).is_err() || failed {
+                return;
+            }
+            pos += n as u64;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), RangeAsk::Full);
+        assert_eq!(
+            parse_range(Some("bytes=0-"), 10),
+            RangeAsk::Part { start: 0, len: 10 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=2-4"), 10),
+            RangeAsk::Part { start: 2, len: 3 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=2-400"), 10),
+            RangeAsk::Part { start: 2, len: 8 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-3"), 10),
+            RangeAsk::Part { start: 7, len: 3 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-30"), 10),
+            RangeAsk::Part { start: 0, len: 10 }
+        );
+        assert_eq!(parse_range(Some("bytes=10-"), 10), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), RangeAsk::Full);
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeAsk::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 10), RangeAsk::Full);
+        assert_eq!(parse_range(Some("bytes=x-1"), 10), RangeAsk::Full);
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod scan;
+pub mod serve;
+pub mod verify;

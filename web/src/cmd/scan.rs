@@ -1,0 +1,334 @@
+//! `airlock scan PATH…`: runs the verifier's scanner over files, directories (recursively) and
+//! archives, and prints a report as text, JSON or SARIF.
+//!
+//! Exit codes follow `architecture.md`: 0 when every file is clean, 1 when any file has findings
+//! or could not be analysed (unscannable is a refusal, not a crash), 2 when a file could not be
+//! read at all, because then the run did not cover what it was asked to.
+
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use verifier::{ScanReport, Severity, Verdict};
+
+/// How deep directory recursion goes; deeper trees are reported as an error rather than followed.
+const MAX_DIR_DEPTH: usize = 64;
+
+/// Output formats of `airlock scan`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// One block per file, findings indented below it.
+    Text,
+    /// One JSON document with every report.
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+}
+
+/// Arguments of `airlock scan`.
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// Files or directories to scan (directories recursively; archives are scanned inside).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Also print informational findings (allowlisted imports, skipped tensor data).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// One scanned file, or one that could not be read.
+struct Outcome {
+    path: PathBuf,
+    result: Result<ScanReport, String>,
+}
+
+/// Runs the command.
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut files = Vec::new();
+    let mut walk_errors = Vec::new();
+    for p in &args.paths {
+        collect(p, 0, &mut files, &mut walk_errors);
+    }
+    let total_bytes: u64 = files.iter().map(|(_, n)| *n).sum();
+    // A bar only when it helps: many files or much data, and a terminal to draw on (indicatif
+    // hides itself when stderr is not a terminal).
+    let bar = if !args.no_progress && (files.len() > 20 || total_bytes > (256 << 20)) {
+        let b = indicatif::ProgressBar::new(total_bytes);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        ) {
+            b.set_style(style);
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let mut outcomes: Vec<Outcome> = walk_errors;
+    for (path, len) in files {
+        if let Some(b) = &bar {
+            b.set_message(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        let result = scan_file(&path, len);
+        if let Some(b) = &bar {
+            b.inc(len);
+        }
+        outcomes.push(Outcome { path, result });
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        OutputFormat::Text => print_text(&mut out, &outcomes, args.verbose, elapsed)?,
+        OutputFormat::Json => serde_json::to_writer_pretty(&mut out, &json_report(&outcomes))?,
+        OutputFormat::Sarif => serde_json::to_writer_pretty(&mut out, &sarif_report(&outcomes))?,
+    }
+    if args.format != OutputFormat::Text {
+        writeln!(out)?;
+    }
+    Ok(exit_code(&outcomes))
+}
+
+fn exit_code(outcomes: &[Outcome]) -> ExitCode {
+    if outcomes.iter().any(|o| o.result.is_err()) {
+        ExitCode::from(2)
+    } else if outcomes
+        .iter()
+        .any(|o| matches!(&o.result, Ok(r) if !r.is_clean()))
+    {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Expands `p` into files (with sizes); unreadable paths become error outcomes.
+fn collect(p: &Path, depth: usize, files: &mut Vec<(PathBuf, u64)>, errors: &mut Vec<Outcome>) {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(Outcome {
+                path: p.to_owned(),
+                result: Err(e.to_string()),
+            });
+            return;
+        }
+    };
+    if meta.is_file() {
+        files.push((p.to_owned(), meta.len()));
+        return;
+    }
+    if !meta.is_dir() {
+        return;
+    }
+    if depth >= MAX_DIR_DEPTH {
+        errors.push(Outcome {
+            path: p.to_owned(),
+            result: Err("directory tree too deep".into()),
+        });
+        return;
+    }
+    let entries = match std::fs::read_dir(p) {
+        Ok(rd) => rd,
+        Err(e) => {
+            errors.push(Outcome {
+                path: p.to_owned(),
+                result: Err(e.to_string()),
+            });
+            return;
+        }
+    };
+    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    children.sort();
+    for c in children {
+        // Symlinked directories are not followed, so a link loop cannot make the walk endless.
+        let is_link_dir = std::fs::symlink_metadata(&c)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+            && c.is_dir();
+        if !is_link_dir {
+            collect(&c, depth + 1, files, errors);
+        }
+    }
+}
+
+fn scan_file(path: &Path, len: u64) -> Result<ScanReport, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    verifier::scan(BufReader::with_capacity(256 * 1024, f), len).map_err(|e| e.to_string())
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "CRITICAL",
+    }
+}
+
+fn print_text(
+    out: &mut impl Write,
+    outcomes: &[Outcome],
+    verbose: bool,
+    elapsed: std::time::Duration,
+) -> std::io::Result<()> {
+    let (mut clean, mut flagged, mut unscannable, mut errors) = (0, 0, 0, 0);
+    for o in outcomes {
+        let path = o.path.display();
+        match &o.result {
+            Err(e) => {
+                errors += 1;
+                writeln!(out, "{path}: ERROR {e}")?;
+            }
+            Ok(r) => {
+                let fmt = serde_json::to_value(r.format)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                match &r.verdict {
+                    Verdict::Clean => {
+                        clean += 1;
+                        writeln!(out, "{path}: clean ({fmt})")?;
+                    }
+                    Verdict::Findings => {
+                        flagged += 1;
+                        writeln!(out, "{path}: FINDINGS ({fmt}): {}", r.summary())?;
+                    }
+                    Verdict::Unscannable { reason } => {
+                        unscannable += 1;
+                        writeln!(out, "{path}: UNSCANNABLE ({fmt}): {reason}")?;
+                    }
+                }
+                let floor = if verbose {
+                    Severity::Info
+                } else {
+                    Severity::Low
+                };
+                for f in r.findings.iter().filter(|f| f.severity >= floor) {
+                    writeln!(
+                        out,
+                        "    [{}] {}",
+                        severity_word(f.severity),
+                        verifier::describe(f)
+                    )?;
+                }
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} files: {clean} clean, {flagged} with findings, {unscannable} unscannable, {errors} errors ({:.2}s)",
+        outcomes.len(),
+        elapsed.as_secs_f64()
+    )
+}
+
+fn json_report(outcomes: &[Outcome]) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(r) => serde_json::json!({
+                "path": o.path.display().to_string(),
+                "clean": r.is_clean(),
+                "summary": r.summary(),
+                "report": r,
+            }),
+            Err(e) => serde_json::json!({ "path": o.path.display().to_string(), "error": e }),
+        })
+        .collect();
+    serde_json::json!({ "files": files })
+}
+
+fn sarif_level(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "note",
+    }
+}
+
+fn sarif_report(outcomes: &[Outcome]) -> serde_json::Value {
+    let mut results = Vec::new();
+    for o in outcomes {
+        let uri = o.path.display().to_string();
+        let loc = |region: Option<u64>, inner: &str| {
+            let mut phys = serde_json::json!({ "artifactLocation": { "uri": uri } });
+            if let Some(off) = region {
+                phys["region"] = serde_json::json!({ "byteOffset": off });
+            }
+            let mut l = serde_json::json!({ "physicalLocation": phys });
+            if !inner.is_empty() {
+                l["logicalLocations"] =
+                    serde_json::json!([{ "fullyQualifiedName": inner, "kind": "member" }]);
+            }
+            l
+        };
+        match &o.result {
+            Err(e) => results.push(serde_json::json!({
+                "ruleId": "airlock/error",
+                "level": "error",
+                "message": { "text": format!("could not scan: {e}") },
+                "locations": [loc(None, "")],
+            })),
+            Ok(r) => {
+                if let Verdict::Unscannable { reason } = &r.verdict {
+                    results.push(serde_json::json!({
+                        "ruleId": "airlock/unscannable",
+                        "level": "error",
+                        "message": { "text": reason },
+                        "locations": [loc(None, "")],
+                    }));
+                }
+                for f in r.findings.iter().filter(|f| f.severity >= Severity::Low) {
+                    // Offsets inside archive members are relative to the member, so the byte
+                    // region is only given for findings in the file itself.
+                    let region = if f.location.is_empty() {
+                        f.offset
+                    } else {
+                        None
+                    };
+                    results.push(serde_json::json!({
+                        "ruleId": format!("airlock/{}", severity_word(f.severity).to_lowercase()),
+                        "level": sarif_level(f.severity),
+                        "message": { "text": verifier::describe(f) },
+                        "locations": [loc(region, &f.location)],
+                    }));
+                }
+            }
+        }
+    }
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "airlock",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": [
+                    { "id": "airlock/critical", "shortDescription": { "text": "Known code execution" } },
+                    { "id": "airlock/high", "shortDescription": { "text": "Likely exploit or loader attack" } },
+                    { "id": "airlock/medium", "shortDescription": { "text": "Not on the allowlist or structurally wrong" } },
+                    { "id": "airlock/low", "shortDescription": { "text": "Unusual" } },
+                    { "id": "airlock/unscannable", "shortDescription": { "text": "Could not be analysed" } },
+                    { "id": "airlock/error", "shortDescription": { "text": "Could not be read" } }
+                ]
+            }},
+            "results": results,
+        }]
+    })
+}

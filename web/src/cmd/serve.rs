@@ -1,0 +1,89 @@
+//! `airlock serve`: the mirror itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+/// Arguments of `airlock serve`.
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = SERVE_HELP)]
+pub struct ServeArgs {
+    /// TOML config file (see deploy/airlock.example.toml); without one, embedded defaults apply.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Listen address (overrides `listen` and AIRLOCK_LISTEN).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory (overrides `data_dir` and AIRLOCK_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+const SERVE_HELP: &str = "\
+Defaults (no config at all): listen 127.0.0.1:8080, data in ./airlock-data, upstream
+https://huggingface.co, policy mode allowlist with no rules (everything refused until allowed).
+
+Config keys (TOML; every key optional):
+  listen = \"127.0.0.1:8080\"
+  data_dir = \"airlock-data\"
+  [huggingface]
+  upstream = \"https://huggingface.co\"
+  redirect_hosts = [\"cdn-lfs.huggingface.co\", ...]   host[:port]s upstream redirects may go to
+  token_file = \"/run/secrets/hf-token\"               upstream token (or token = \"...\")
+  revision_ttl_secs = 300                            how long a branch->commit resolution is reused
+  tree_page_size = 1000                              entries per page of /tree listings
+  [policy]
+  mode = \"allowlist\"                                 or \"open\"
+  [[policy.allow]]
+  hf = \"org/repo\"                                    or \"datasets/org/repo\", \"org/*\", \"gpt2\"
+  revision = \"<40-hex commit>\"                       optional pin; the repo is served only at it
+
+Environment overrides (higher precedence than the file; flags are higher still):
+  AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
+  AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_POLICY_MODE
+
+Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets.
+Logs go to stderr; RUST_LOG=debug for more.";
+
+/// Runs the server until interrupted.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = mirror::Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    // The engine (upstream fetches, hashing, scanning) runs on its own runtime so that CPU and disk
+    // work never sits on the HTTP workers' event loops.
+    let engine = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("airlock-engine")
+        .enable_all()
+        .build()
+        .context("starting the engine runtime")?;
+    let mirror = Arc::new(mirror::Mirror::open(&cfg, engine.handle().clone())?);
+    tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), upstream = %cfg.huggingface.upstream, "airlock serving");
+    let data = web::Data::new(mirror);
+    let listen = cfg.listen;
+    let hf = crate::hf::HfSettings {
+        tree_page_size: cfg.huggingface.tree_page_size,
+    };
+    let result = actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(|c| crate::hf::configure(c, hf))
+        })
+        .bind(listen)
+        .with_context(|| format!("binding {listen}"))?
+        .run()
+        .await
+        .context("server")
+    });
+    engine.shutdown_background();
+    result.map(|()| ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! The one place where engine outcomes become Hugging Face error responses: status, `X-Error-Code`,
+//! `X-Error-Message` and the JSON `{"error": …}` body that `huggingface_hub` reads. Codes follow the
+//! protocol note: refusals are `404 RepoNotFound` with the reason (the form whose message reaches
+//! the user), a refused revision is `RevisionNotFound` (which also defeats client-side cache
+//! fallback), missing files are `EntryNotFound` with `X-Repo-Commit`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use mirror::{MirrorError, Refusal, Revision};
+use std::fmt;
+
+/// An HF-protocol error answer.
+#[derive(Debug)]
+pub enum HfError {
+    /// Airlock refuses.
+    Refused(Refusal),
+    /// Upstream has no such repo.
+    RepoNotFound(String),
+    /// No such revision.
+    RevisionNotFound(String),
+    /// No such file or folder at this commit.
+    EntryNotFound {
+        /// The commit looked in (sent as `X-Repo-Commit`, so clients record the miss).
+        commit: Revision,
+        /// What was missing.
+        what: String,
+    },
+    /// The request itself is malformed (bad names, bad range syntax).
+    BadRequest(String),
+    /// A route that Airlock does not serve.
+    NoRoute(String),
+    /// The file is still being fetched and checked: retry later.
+    Pending {
+        /// Seconds.
+        retry_after: u64,
+        /// Whether the request was a HEAD (503, which the client's HEAD retries) or a GET (429,
+        /// the only busy status the client's GET path retries).
+        head: bool,
+    },
+    /// A `Range` that starts past the end.
+    RangeNotSatisfiable {
+        /// The file size.
+        size: u64,
+    },
+    /// The engine failed.
+    Mirror(MirrorError),
+}
+
+impl From<MirrorError> for HfError {
+    fn from(e: MirrorError) -> Self {
+        HfError::Mirror(e)
+    }
+}
+
+impl From<mirror::NameError> for HfError {
+    fn from(e: mirror::NameError) -> Self {
+        HfError::BadRequest(format!("airlock: {e}"))
+    }
+}
+
+impl fmt::Display for HfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.parts().2)
+    }
+}
+
+impl HfError {
+    /// Status, error code and client-facing message.
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            HfError::Refused(r @ Refusal::PinnedElsewhere { .. }) => {
+                (StatusCode::NOT_FOUND, "RevisionNotFound", r.to_string())
+            }
+            HfError::Refused(r) => (StatusCode::NOT_FOUND, "RepoNotFound", r.to_string()),
+            HfError::RepoNotFound(m) => (
+                StatusCode::NOT_FOUND,
+                "RepoNotFound",
+                upstream_said("Repository not found", m),
+            ),
+            HfError::RevisionNotFound(m) => (
+                StatusCode::NOT_FOUND,
+                "RevisionNotFound",
+                upstream_said("Invalid rev id", m),
+            ),
+            HfError::EntryNotFound { what, .. } => (
+                StatusCode::NOT_FOUND,
+                "EntryNotFound",
+                format!("{what} does not exist at this revision"),
+            ),
+            HfError::BadRequest(m) => (StatusCode::BAD_REQUEST, "BadRequest", m.clone()),
+            HfError::NoRoute(p) => (
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("airlock does not serve {p}"),
+            ),
+            HfError::Pending { retry_after, head } => (
+                if *head {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::TOO_MANY_REQUESTS
+                },
+                "Pending",
+                format!("airlock: fetching and verifying; retry in {retry_after}s"),
+            ),
+            HfError::RangeNotSatisfiable { size } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "RangeNotSatisfiable",
+                format!("range outside the file's {size} bytes"),
+            ),
+            HfError::Mirror(MirrorError::Upstream(m)) => (
+                StatusCode::BAD_GATEWAY,
+                "UpstreamError",
+                format!("airlock: upstream error: {m}"),
+            ),
+            HfError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UpstreamBusy",
+                format!("airlock: upstream busy; retry in {retry_after_secs}s"),
+            ),
+            HfError::Mirror(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "airlock: internal error (see server log)".into(),
+            ),
+        }
+    }
+}
+
+fn upstream_said(default: &str, m: &str) -> String {
+    if m.is_empty() {
+        format!("airlock: {default}")
+    } else {
+        format!("airlock: upstream says: {m}")
+    }
+}
+
+/// Header values must be visible ASCII; messages can carry names from clients or upstream.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .take(1000)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+impl ResponseError for HfError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code, message) = self.parts();
+        match self {
+            HfError::Mirror(e) if status.is_server_error() => {
+                tracing::warn!(error = %e, "request failed")
+            }
+            _ => tracing::debug!(%code, %message, "refused"),
+        }
+        let mut resp = HttpResponse::build(status);
+        resp.insert_header(("X-Error-Code", code))
+            .insert_header(("X-Error-Message", header_safe(&message)));
+        match self {
+            HfError::EntryNotFound { commit, .. } => {
+                resp.insert_header(("X-Repo-Commit", commit.hex()));
+            }
+            HfError::Pending { retry_after, .. } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            HfError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            HfError::RangeNotSatisfiable { size } => {
+                resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            _ => {}
+        }
+        resp.json(serde_json::json!({ "error": message }))
+    }
+}

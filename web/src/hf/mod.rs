@@ -1,0 +1,281 @@
+//! The Hugging Face Hub front door: the subset of the Hub API that `huggingface_hub`,
+//! `transformers` and `datasets` use to download (see `shared/docs/hf-protocol.md`). Handlers are
+//! thin: parse into typed names, ask the engine, render. Xet metadata never leaves this module:
+//! listings carry no `xetHash`, responses no `X-Xet-*`, and `/xet-read-token` is a 404.
+
+mod error;
+mod route;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use mirror::{Entry, EntryKind, FileState, Lookup, Mirror, RepoPath, Snapshot};
+use serde_json::{json, Value};
+
+use crate::blob::{self, RangeAsk};
+pub use error::HfError;
+use route::Route;
+
+/// How long a request waits for a cold file before answering "retry later". Below the clients'
+/// 10-second silence timeout (trap T15).
+const FILE_WAIT: Duration = Duration::from_secs(7);
+/// Largest accepted `paths-info` body.
+const MAX_FORM: usize = 1 << 20;
+
+/// Settings of the HF front door.
+#[derive(Debug, Clone, Copy)]
+pub struct HfSettings {
+    /// Entries per `/tree` page.
+    pub tree_page_size: usize,
+}
+
+/// Registers the HF routes: every path not claimed by another front door lands here.
+pub fn configure(cfg: &mut web::ServiceConfig, settings: HfSettings) {
+    cfg.app_data(web::Data::new(settings))
+        .default_service(web::to(dispatch));
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    body: web::Bytes,
+    mirror: web::Data<Arc<Mirror>>,
+    settings: web::Data<HfSettings>,
+) -> Result<HttpResponse, HfError> {
+    let route = route::parse(req.method().as_str(), req.uri().path())?;
+    match route {
+        Route::Health => Ok(HttpResponse::Ok().content_type("text/plain").body("ok\n")),
+        Route::XetToken => Err(HfError::NoRoute(
+            "xet-read-token: airlock serves files over plain HTTP only".into(),
+        )),
+        Route::Info { repo, rev } => {
+            let snap = snapshot(&mirror, &repo, &rev).await?;
+            Ok(HttpResponse::Ok().json(info_json(&snap, query_flag(&req, "blobs"))))
+        }
+        Route::Tree { repo, rev, path } => {
+            let snap = snapshot(&mirror, &repo, &rev).await?;
+            tree(&req, &snap, path.as_ref(), settings.tree_page_size.max(1))
+        }
+        Route::PathsInfo { repo, rev } => {
+            let snap = snapshot(&mirror, &repo, &rev).await?;
+            paths_info(&snap, &body)
+        }
+        Route::Resolve { repo, rev, path } => {
+            let snap = snapshot(&mirror, &repo, &rev).await?;
+            resolve(&req, &mirror, &snap, &path).await
+        }
+    }
+}
+
+async fn snapshot(
+    mirror: &Mirror,
+    repo: &mirror::HfRepo,
+    rev: &mirror::RevisionName,
+) -> Result<Snapshot, HfError> {
+    match mirror.snapshot(repo, rev).await? {
+        Lookup::Found(s) => Ok(s),
+        Lookup::Refused(r) => Err(HfError::Refused(r)),
+        Lookup::RepoNotFound(m) => Err(HfError::RepoNotFound(m)),
+        Lookup::RevisionNotFound(m) => Err(HfError::RevisionNotFound(m)),
+        Lookup::EntryNotFound { commit } => Err(HfError::EntryNotFound {
+            commit,
+            what: rev.to_string(),
+        }),
+    }
+}
+
+fn query_flag(req: &HttpRequest, name: &str) -> bool {
+    req.query_string().split('&').any(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+        k == name && matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "")
+    })
+}
+
+fn query_value<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.query_string().split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
+}
+
+/// An entry as the Hub lists it (without `xetHash`, ever).
+fn entry_json(e: &Entry) -> Value {
+    match e.kind {
+        EntryKind::Directory => {
+            json!({"type": "directory", "oid": e.oid.hex(), "size": 0, "path": e.path.as_str()})
+        }
+        EntryKind::File => {
+            let mut v = json!({"type": "file", "oid": e.oid.hex(), "size": e.size, "path": e.path.as_str()});
+            if let Some(lfs) = &e.lfs {
+                v["lfs"] = json!({"oid": lfs.sha256.hex(), "size": lfs.size, "pointerSize": lfs.pointer_size});
+            }
+            v
+        }
+    }
+}
+
+fn info_json(snap: &Snapshot, blobs: bool) -> Value {
+    let siblings: Vec<Value> = snap
+        .manifest
+        .files()
+        .map(|e| {
+            let mut v = json!({"rfilename": e.path.as_str()});
+            if blobs {
+                v["size"] = json!(e.size);
+                v["blobId"] = json!(e.oid.hex());
+                if let Some(lfs) = &e.lfs {
+                    v["lfs"] = json!({"sha256": lfs.sha256.hex(), "size": lfs.size, "pointerSize": lfs.pointer_size});
+                }
+            }
+            v
+        })
+        .collect();
+    let id = snap.repo.id.as_str();
+    let mut v = json!({
+        "_id": id, "id": id, "sha": snap.commit.hex(), "private": false, "gated": false, "disabled": false,
+        "tags": [], "siblings": siblings,
+    });
+    if snap.repo.kind == mirror::RepoKind::Model {
+        v["modelId"] = json!(id);
+    }
+    v
+}
+
+fn tree(
+    req: &HttpRequest,
+    snap: &Snapshot,
+    path: Option<&RepoPath>,
+    page_size: usize,
+) -> Result<HttpResponse, HfError> {
+    let recursive = query_flag(req, "recursive");
+    let entries = snap
+        .manifest
+        .list(path.map(|p| p.as_str()), recursive)
+        .ok_or_else(|| HfError::EntryNotFound {
+            commit: snap.commit,
+            what: path.map_or("/".into(), |p| p.to_string()),
+        })?;
+    let start: usize = query_value(req, "cursor")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = entries
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|e| entry_json(e))
+        .collect();
+    let mut resp = HttpResponse::Ok();
+    if start + page_size < entries.len() {
+        // Absolute and pointing at Airlock itself (trap T11), built from the URL the client used.
+        let conn = req.connection_info();
+        let query: Vec<&str> = req
+            .query_string()
+            .split('&')
+            .filter(|kv| !kv.starts_with("cursor=") && !kv.is_empty())
+            .collect();
+        let mut next = format!("{}://{}{}?", conn.scheme(), conn.host(), req.uri().path());
+        for q in query {
+            next.push_str(q);
+            next.push('&');
+        }
+        next.push_str(&format!("cursor={}", start + page_size));
+        resp.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
+    }
+    Ok(resp.json(page))
+}
+
+fn paths_info(snap: &Snapshot, body: &[u8]) -> Result<HttpResponse, HfError> {
+    if body.len() > MAX_FORM {
+        return Err(HfError::BadRequest(
+            "airlock: paths-info body too large".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    let text = std::str::from_utf8(body)
+        .map_err(|_| HfError::BadRequest("airlock: body is not UTF-8".into()))?;
+    let mut wanted: Vec<String> = Vec::new();
+    if text.trim_start().starts_with('{') {
+        // The JSON form `{"paths": [...]}` some clients send.
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| HfError::BadRequest(format!("airlock: bad JSON body: {e}")))?;
+        if let Some(arr) = v.get("paths").and_then(Value::as_array) {
+            wanted.extend(arr.iter().filter_map(Value::as_str).map(String::from));
+        }
+    } else {
+        for kv in text.split('&') {
+            if let Some(("paths", v)) = kv.split_once('=') {
+                let v = v.replace('+', " ");
+                let decoded = percent_encoding::percent_decode_str(&v)
+                    .decode_utf8()
+                    .map_err(|_| HfError::BadRequest("airlock: paths are not UTF-8".into()))?;
+                wanted.push(decoded.into_owned());
+            }
+        }
+    }
+    for p in wanted.iter().take(10_000) {
+        if let Some(e) = snap.manifest.get(p.trim_matches('/')) {
+            out.push(entry_json(e));
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn resolve(
+    req: &HttpRequest,
+    mirror: &Mirror,
+    snap: &Snapshot,
+    path: &RepoPath,
+) -> Result<HttpResponse, HfError> {
+    let head = req.method() == actix_web::http::Method::HEAD;
+    let rec = match mirror.file(snap, path, FILE_WAIT).await? {
+        Lookup::Found(FileState::Ready(rec)) => rec,
+        Lookup::Found(FileState::Pending { retry_after }) => {
+            return Err(HfError::Pending { retry_after, head })
+        }
+        Lookup::Refused(r) => return Err(HfError::Refused(r)),
+        Lookup::EntryNotFound { commit } => {
+            return Err(HfError::EntryNotFound {
+                commit,
+                what: path.to_string(),
+            })
+        }
+        Lookup::RepoNotFound(m) => return Err(HfError::RepoNotFound(m)),
+        Lookup::RevisionNotFound(m) => return Err(HfError::RevisionNotFound(m)),
+    };
+    let range = blob::parse_range(
+        req.headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok()),
+        rec.size,
+    );
+    let (status, start, len) = match range {
+        RangeAsk::Full => (actix_web::http::StatusCode::OK, 0, rec.size),
+        RangeAsk::Part { start, len } => (actix_web::http::StatusCode::PARTIAL_CONTENT, start, len),
+        RangeAsk::Unsatisfiable => return Err(HfError::RangeNotSatisfiable { size: rec.size }),
+    };
+    let etag = format!("\"{}\"", rec.etag);
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header(("X-Repo-Commit", snap.commit.hex()))
+        .insert_header((header::ETAG, etag.clone()))
+        .insert_header(("X-Linked-Etag", etag))
+        .insert_header(("X-Linked-Size", rec.size.to_string()))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
+    if status == actix_web::http::StatusCode::PARTIAL_CONTENT {
+        resp.insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{}", start, start + len - 1, rec.size),
+        ));
+    }
+    if head {
+        // actix writes a HEAD's Content-Length from the body's declared size and never sends the
+        // body itself, so declare the real size over an empty stream.
+        let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+        return Ok(resp.body(actix_web::body::SizedStream::new(len, empty)));
+    }
+    let file = mirror.open_blob(&rec).await?;
+    resp.no_chunking(len);
+    Ok(resp.streaming(blob::stream(file, start, len)))
+}

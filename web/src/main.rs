@@ -1,0 +1,50 @@
+//! `airlock`: the verifying model mirror. `main` parses arguments, dispatches, and turns the outcome
+//! into an exit code; the work lives in `cmd::*` and in the `mirror` crate.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod blob;
+mod cmd;
+mod hf;
+
+/// Airlock: a verifying mirror for Hugging Face and Ollama models.
+#[derive(Parser, Debug)]
+#[command(name = "airlock", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the mirror (HF API; embedded defaults: 127.0.0.1:8080, ./airlock-data).
+    Serve(cmd::serve::ServeArgs),
+    /// Scan model files for code execution and loader attacks (exit 0 clean, 1 findings, 2 error).
+    Scan(cmd::scan::ScanArgs),
+    /// Verify a model's signature (exit 0 verified, 1 failed, 2 error).
+    Verify(cmd::verify::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let outcome = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("airlock: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

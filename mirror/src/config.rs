@@ -19,6 +19,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The Hugging Face upstream.
     pub huggingface: HfConfig,
+    /// The Ollama registry upstream.
+    pub ollama: OllamaConfig,
     /// Who may pull what.
     pub policy: PolicyConfig,
 }
@@ -44,6 +46,29 @@ pub struct HfConfig {
     pub tree_page_size: usize,
 }
 
+/// `[ollama]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OllamaConfig {
+    /// Base URL of the registry (the `/v2/` API).
+    pub upstream: String,
+    /// `host[:port]`s that upstream blob redirects may lead to, besides the upstream's own origin.
+    pub redirect_hosts: Vec<String>,
+    /// Upstream bearer token (sent upstream only).
+    pub token: Option<Secret>,
+    /// File holding the upstream token (first line).
+    pub token_file: Option<PathBuf>,
+    /// Base URL (`scheme://host[:port]`) that blob GETs are redirected to. ollama only accepts a
+    /// blob answer that redirects to a *different hostname* than the one it asked, so this must
+    /// name Airlock under a second DNS name (or its IP). Unset: Airlock redirects to the local
+    /// address the connection arrived on (or `localhost` for `127.0.0.1`), which works without
+    /// configuration unless a proxy or NAT sits in front.
+    pub blob_url: Option<String>,
+    /// How long a tag → manifest resolution is reused before asking upstream again. Pinned tags
+    /// never move (drift is recorded instead).
+    pub tag_ttl_secs: u64,
+}
+
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,14 +90,20 @@ pub enum PolicyMode {
     Open,
 }
 
-/// One `[[policy.allow]]` rule.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[policy.allow]]` rule: either `hf = …` or `ollama = …`.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowRule {
     /// `org/repo`, `datasets/org/repo`, `org/*` or `datasets/org/*`.
-    pub hf: String,
-    /// Optional commit pin (40 hex): every revision of the repo resolves to this commit.
+    pub hf: Option<String>,
+    /// Optional commit pin (40 hex) for an `hf` rule: every revision of the repo means this commit.
     pub revision: Option<String>,
+    /// `namespace/model` or `namespace/*` (ollama registry names).
+    pub ollama: Option<String>,
+    /// Optional tag for an `ollama` rule: only this tag is approved.
+    pub tag: Option<String>,
+    /// Optional manifest digest pin (`sha256:…`) for an `ollama` rule with a `tag`.
+    pub manifest: Option<String>,
 }
 
 /// A secret string whose `Debug` never shows the value, so it cannot leak into logs.
@@ -103,6 +134,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("airlock-data"),
             huggingface: HfConfig::default(),
+            ollama: OllamaConfig::default(),
             policy: PolicyConfig::default(),
         }
     }
@@ -133,6 +165,20 @@ impl Default for HfConfig {
     }
 }
 
+impl Default for OllamaConfig {
+    fn default() -> Self {
+        OllamaConfig {
+            upstream: "https://registry.ollama.ai".into(),
+            // registry.ollama.ai redirects blob downloads to its Cloudflare R2 bucket.
+            redirect_hosts: vec!["dd20bb891979d25aebc8bec07b2b3bbc.r2.cloudflarestorage.com".into()],
+            token: None,
+            token_file: None,
+            blob_url: None,
+            tag_ttl_secs: 300,
+        }
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
@@ -153,6 +199,11 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ),
     ("AIRLOCK_HF_TOKEN", "huggingface.token"),
     ("AIRLOCK_HF_TOKEN_FILE", "huggingface.token_file"),
+    ("AIRLOCK_OLLAMA_UPSTREAM", "ollama.upstream"),
+    ("AIRLOCK_OLLAMA_REDIRECT_HOSTS", "ollama.redirect_hosts (comma-separated)"),
+    ("AIRLOCK_OLLAMA_TOKEN", "ollama.token"),
+    ("AIRLOCK_OLLAMA_TOKEN_FILE", "ollama.token_file"),
+    ("AIRLOCK_OLLAMA_BLOB_URL", "ollama.blob_url"),
     ("AIRLOCK_POLICY_MODE", "policy.mode (allowlist|open)"),
 ];
 
@@ -199,6 +250,21 @@ impl Config {
         if let Some(v) = env("AIRLOCK_HF_TOKEN_FILE") {
             cfg.huggingface.token_file = Some(v.into());
         }
+        if let Some(v) = env("AIRLOCK_OLLAMA_UPSTREAM") {
+            cfg.ollama.upstream = v;
+        }
+        if let Some(v) = env("AIRLOCK_OLLAMA_REDIRECT_HOSTS") {
+            cfg.ollama.redirect_hosts = split_list(&v);
+        }
+        if let Some(v) = env("AIRLOCK_OLLAMA_TOKEN") {
+            cfg.ollama.token = Some(Secret(v));
+        }
+        if let Some(v) = env("AIRLOCK_OLLAMA_TOKEN_FILE") {
+            cfg.ollama.token_file = Some(v.into());
+        }
+        if let Some(v) = env("AIRLOCK_OLLAMA_BLOB_URL") {
+            cfg.ollama.blob_url = Some(v);
+        }
         if let Some(v) = env("AIRLOCK_POLICY_MODE") {
             cfg.policy.mode = match v.as_str() {
                 "allowlist" => PolicyMode::Allowlist,
@@ -210,24 +276,28 @@ impl Config {
                 }
             };
         }
-        if cfg.huggingface.token.is_none() {
-            if let Some(path) = &cfg.huggingface.token_file {
-                let text = std::fs::read_to_string(path).map_err(|source| MirrorError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let token = text.lines().next().unwrap_or("").trim().to_owned();
-                if token.is_empty() {
-                    return Err(MirrorError::Config(format!(
-                        "{}: token file is empty",
-                        path.display()
-                    )));
-                }
-                cfg.huggingface.token = Some(Secret(token));
-            }
-        }
+        read_token(&mut cfg.huggingface.token, cfg.huggingface.token_file.as_deref())?;
+        read_token(&mut cfg.ollama.token, cfg.ollama.token_file.as_deref())?;
         Ok(cfg)
     }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Fills `token` from `file` (first line) unless a token was given directly.
+fn read_token(token: &mut Option<Secret>, file: Option<&Path>) -> Result<(), MirrorError> {
+    if let (None, Some(path)) = (token.as_ref(), file) {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| MirrorError::Io { path: path.to_owned(), source })?;
+        let value = text.lines().next().unwrap_or("").trim().to_owned();
+        if value.is_empty() {
+            return Err(MirrorError::Config(format!("{}: token file is empty", path.display())));
+        }
+        *token = Some(Secret(value));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -267,9 +267,127 @@ impl<'de> serde::Deserialize<'de> for RepoPath {
     }
 }
 
+fn ollama_part(what: &'static str, s: &str, allow_dot: bool) -> Result<(), NameError> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.');
+    match s.as_bytes().first() {
+        None => Err(NameError::new(what, s, "must not be empty")),
+        _ if s.len() > 80 => Err(NameError::new(what, s, "longer than 80 characters")),
+        Some(b) if !(b.is_ascii_alphanumeric() || *b == b'_') => {
+            Err(NameError::new(what, s, "must start with a letter, digit or '_'"))
+        }
+        _ if !s.bytes().all(ok_char) => Err(NameError::new(
+            what,
+            s,
+            if allow_dot { "only letters, digits, '_', '-' and '.' are allowed" } else { "only letters, digits, '_' and '-' are allowed" },
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An Ollama registry model name: `namespace/model` (as in `library/llama3`), validated with
+/// ollama's own part rules. The namespace is required: `host/model:tag` is not a valid pull name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OllamaName {
+    namespace: String,
+    model: String,
+}
+
+impl OllamaName {
+    /// Validates the two parts.
+    pub fn new(namespace: &str, model: &str) -> Result<Self, NameError> {
+        ollama_part("namespace", namespace, false)?;
+        ollama_part("model name", model, true)?;
+        Ok(OllamaName { namespace: namespace.to_owned(), model: model.to_owned() })
+    }
+    /// The namespace (`library`).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// The model (`llama3`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+    /// Case-folded key: ollama matches names case-insensitively.
+    pub(crate) fn index_key(&self) -> String {
+        format!("ollama/{}/{}", self.namespace.to_ascii_lowercase(), self.model.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for OllamaName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.model)
+    }
+}
+
+/// An Ollama tag (`8b`, `latest`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tag(String);
+
+impl Tag {
+    /// Validates a tag.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        ollama_part("tag", s, true)?;
+        Ok(Tag(s.to_owned()))
+    }
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a manifest request names: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// A tag, resolved (or pinned) to a digest.
+    Tag(Tag),
+    /// A manifest digest.
+    Digest(verifier::Digest),
+}
+
+impl Reference {
+    /// Parses `sha256:<hex>` as a digest, anything else as a tag.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        if s.contains(':') {
+            s.parse::<verifier::Digest>()
+                .map(Reference::Digest)
+                .map_err(|_| NameError::new("digest", s, "only sha256:<64 hex> digests are supported"))
+        } else {
+            Tag::parse(s).map(Reference::Tag)
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(t) => t.fmt(f),
+            Reference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ollama_names() {
+        assert!(OllamaName::new("library", "llama3.1").is_ok());
+        assert!(OllamaName::new("my_ns", "m-1").is_ok());
+        for (ns, m) in [("", "x"), ("a.b", "x"), ("a", ""), ("a", ".x"), ("a", "x/y"), ("a:b", "x"), ("a", &"x".repeat(81))] {
+            assert!(OllamaName::new(ns, m).is_err(), "{ns}/{m} accepted");
+        }
+        assert!(matches!(Reference::parse("8b"), Ok(Reference::Tag(_))));
+        assert!(matches!(Reference::parse(&format!("sha256:{}", "a".repeat(64))), Ok(Reference::Digest(_))));
+        assert!(Reference::parse("sha512:00").is_err());
+        assert!(Reference::parse("..").is_err());
+    }
 
     #[test]
     fn repo_ids() {

@@ -3,8 +3,9 @@
 
 use crate::config::{PolicyConfig, PolicyMode};
 use crate::error::MirrorError;
-use crate::names::{HfRepo, RepoKind, Revision};
+use crate::names::{HfRepo, OllamaName, Reference, RepoKind, Revision, Tag};
 use crate::refusal::Refusal;
+use verifier::Digest;
 
 /// The answer of the policy for one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,29 @@ pub enum Decision {
     },
     /// Refused, with the reason.
     Refused(Refusal),
+}
+
+/// The answer of the policy for an Ollama model reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OllamaDecision {
+    /// May be pulled; if `pin` is set, the tag means exactly this manifest.
+    Allowed {
+        /// The approved manifest digest, if the rule pins one.
+        pin: Option<Digest>,
+    },
+    /// Refused, with the reason.
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone)]
+struct OllamaRule {
+    /// Lowercased namespace.
+    namespace: String,
+    /// Lowercased model, or `None` for `namespace/*`.
+    model: Option<String>,
+    /// Lowercased tag, if the rule approves only one.
+    tag: Option<String>,
+    pin: Option<Digest>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,19 +57,34 @@ struct Rule {
 pub struct Policy {
     mode: PolicyMode,
     rules: Vec<Rule>,
+    ollama: Vec<OllamaRule>,
 }
 
 impl Policy {
     /// Compiles the `[policy]` section; a malformed rule is a config error, not a silent no-match.
     pub fn new(cfg: &PolicyConfig) -> Result<Policy, MirrorError> {
         let mut rules = Vec::new();
+        let mut ollama = Vec::new();
         for rule in &cfg.allow {
-            let bad = |why: &str| {
-                MirrorError::Config(format!("[[policy.allow]] hf = {:?}: {why}", rule.hf))
+            let hf = match (&rule.hf, &rule.ollama) {
+                (Some(hf), None) => hf,
+                (None, Some(name)) => {
+                    ollama.push(Self::ollama_rule(name, rule)?);
+                    continue;
+                }
+                _ => {
+                    return Err(MirrorError::Config(
+                        "[[policy.allow]]: set exactly one of hf or ollama".into(),
+                    ))
+                }
             };
-            let (kind, rest) = match rule.hf.strip_prefix("datasets/") {
+            let bad = |why: &str| MirrorError::Config(format!("[[policy.allow]] hf = {hf:?}: {why}"));
+            if rule.tag.is_some() || rule.manifest.is_some() {
+                return Err(bad("tag and manifest apply to ollama rules; use revision"));
+            }
+            let (kind, rest) = match hf.strip_prefix("datasets/") {
                 Some(rest) => (RepoKind::Dataset, rest),
-                None => (RepoKind::Model, rule.hf.as_str()),
+                None => (RepoKind::Model, hf.as_str()),
             };
             let (org, name) = match rest.split_once('/') {
                 Some((org, "*")) => (org, None),
@@ -80,7 +119,76 @@ impl Policy {
         Ok(Policy {
             mode: cfg.mode,
             rules,
+            ollama,
         })
+    }
+
+    fn ollama_rule(name: &str, rule: &crate::config::AllowRule) -> Result<OllamaRule, MirrorError> {
+        let bad = |why: &str| MirrorError::Config(format!("[[policy.allow]] ollama = {name:?}: {why}"));
+        if rule.revision.is_some() {
+            return Err(bad("revision applies to hf rules; use tag and manifest"));
+        }
+        let (ns, model) = name
+            .split_once('/')
+            .ok_or_else(|| bad("expected namespace/model (e.g. library/llama3)"))?;
+        let model = if model == "*" {
+            OllamaName::new(ns, "x").map_err(|e| bad(&e.to_string()))?;
+            None
+        } else {
+            OllamaName::new(ns, model).map_err(|e| bad(&e.to_string()))?;
+            Some(model.to_ascii_lowercase())
+        };
+        let tag = match &rule.tag {
+            Some(t) => Some(Tag::parse(t).map_err(|e| bad(&e.to_string()))?.as_str().to_ascii_lowercase()),
+            None => None,
+        };
+        let pin = match &rule.manifest {
+            Some(_) if tag.is_none() || model.is_none() => {
+                return Err(bad("a manifest pin needs a model and a tag"))
+            }
+            Some(d) => Some(d.parse::<Digest>().map_err(|_| bad("manifest must be sha256:<64 hex>"))?),
+            None => None,
+        };
+        Ok(OllamaRule { namespace: ns.to_ascii_lowercase(), model, tag, pin })
+    }
+
+    /// Decides for an Ollama reference. A rule that names a tag approves only that tag (and its
+    /// pinned manifest, if any); a pinned model may also be asked for by its pinned digest.
+    pub fn decide_ollama(&self, name: &OllamaName, reference: &Reference) -> OllamaDecision {
+        let ns = name.namespace().to_ascii_lowercase();
+        let model = name.model().to_ascii_lowercase();
+        let mut name_matched = false;
+        for r in &self.ollama {
+            if r.namespace != ns || r.model.as_ref().is_some_and(|m| *m != model) {
+                continue;
+            }
+            name_matched = true;
+            let ok = match (&r.tag, reference) {
+                (None, _) => true,
+                (Some(t), Reference::Tag(asked)) => *t == asked.as_str().to_ascii_lowercase(),
+                (Some(_), Reference::Digest(d)) => r.pin == Some(*d),
+            };
+            if ok {
+                let pin = r.pin.filter(|_| matches!(reference, Reference::Tag(_)));
+                return OllamaDecision::Allowed { pin };
+            }
+        }
+        let shown = format!("{name}:{reference}");
+        match (name_matched, self.mode) {
+            (false, PolicyMode::Open) => OllamaDecision::Allowed { pin: None },
+            (true, _) => OllamaDecision::Refused(Refusal::NotApproved {
+                name: format!("{shown} (other tags of {name} are approved)"),
+            }),
+            (false, PolicyMode::Allowlist) => OllamaDecision::Refused(Refusal::NotApproved { name: shown }),
+        }
+    }
+
+    /// Whether blobs of `name` may be served at all (some rule allows the name).
+    pub fn ollama_name_allowed(&self, name: &OllamaName) -> bool {
+        let ns = name.namespace().to_ascii_lowercase();
+        let model = name.model().to_ascii_lowercase();
+        self.mode == PolicyMode::Open
+            || self.ollama.iter().any(|r| r.namespace == ns && r.model.as_ref().is_none_or(|m| *m == model))
     }
 
     /// Decides for one repository. The first matching rule wins; an exact rule is listed by the
@@ -125,8 +233,9 @@ mod tests {
             allow: rules
                 .iter()
                 .map(|(hf, rev)| AllowRule {
-                    hf: hf.to_string(),
+                    hf: Some(hf.to_string()),
                     revision: rev.map(String::from),
+                    ..Default::default()
                 })
                 .collect(),
         })
@@ -192,18 +301,47 @@ mod tests {
         let bad = PolicyConfig {
             mode: PolicyMode::Allowlist,
             allow: vec![AllowRule {
-                hf: "acme/tiny".into(),
+                hf: Some("acme/tiny".into()),
                 revision: Some("main".into()),
+                ..Default::default()
             }],
         };
         assert!(Policy::new(&bad).is_err());
         let bad = PolicyConfig {
             mode: PolicyMode::Allowlist,
             allow: vec![AllowRule {
-                hf: "../x".into(),
-                revision: None,
+                hf: Some("../x".into()),
+                ..Default::default()
             }],
         };
         assert!(Policy::new(&bad).is_err());
+    }
+
+    #[test]
+    fn ollama_rules() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let p = Policy::new(&PolicyConfig {
+            mode: PolicyMode::Allowlist,
+            allow: vec![
+                AllowRule { ollama: Some("library/llama3".into()), tag: Some("8b".into()), manifest: Some(d.clone()), ..Default::default() },
+                AllowRule { ollama: Some("acme/*".into()), ..Default::default() },
+            ],
+        })
+        .unwrap();
+        let n = |ns: &str, m: &str| OllamaName::new(ns, m).unwrap();
+        let tag = |t: &str| Reference::parse(t).unwrap();
+        let pin: Digest = d.parse().unwrap();
+        assert_eq!(p.decide_ollama(&n("library", "Llama3"), &tag("8B")), OllamaDecision::Allowed { pin: Some(pin) });
+        assert_eq!(p.decide_ollama(&n("library", "llama3"), &Reference::Digest(pin)), OllamaDecision::Allowed { pin: None });
+        assert!(matches!(p.decide_ollama(&n("library", "llama3"), &tag("70b")), OllamaDecision::Refused(_)));
+        assert!(matches!(p.decide_ollama(&n("library", "mistral"), &tag("latest")), OllamaDecision::Refused(_)));
+        assert_eq!(p.decide_ollama(&n("acme", "anything"), &tag("x")), OllamaDecision::Allowed { pin: None });
+        assert!(p.ollama_name_allowed(&n("library", "llama3")));
+        assert!(!p.ollama_name_allowed(&n("library", "evil")));
+        let bad = |r: AllowRule| Policy::new(&PolicyConfig { mode: PolicyMode::Allowlist, allow: vec![r] }).is_err();
+        assert!(bad(AllowRule { ollama: Some("llama3".into()), ..Default::default() }));
+        assert!(bad(AllowRule { ollama: Some("library/x".into()), manifest: Some(d.clone()), ..Default::default() }));
+        assert!(bad(AllowRule { ollama: Some("library/x".into()), hf: Some("a/b".into()), ..Default::default() }));
+        assert!(bad(AllowRule::default()));
     }
 }

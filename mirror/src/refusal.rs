@@ -1,7 +1,7 @@
 //! Refusals: every "no" Airlock can say, as a value with the data its message needs. The protocol
 //! adapters in `web` turn each into their client's own error form in one place.
 
-use crate::names::{RepoPath, Revision};
+use crate::names::Revision;
 use std::fmt;
 
 /// Why Airlock will not serve something.
@@ -26,8 +26,8 @@ pub enum Refusal {
     /// A file failed a check (size, digest, scan, signature). Sticky: the same bytes are never
     /// fetched again until an operator clears the refusal.
     Verification {
-        /// The repo-relative file.
-        file: RepoPath,
+        /// The artifact: a repo-relative file, or an OCI blob digest.
+        file: String,
         /// What failed, phrased for the client ("sha256 mismatch: upstream declared …").
         reason: String,
     },

@@ -17,7 +17,7 @@ use verifier::Digest;
 
 use crate::error::MirrorError;
 use crate::manifest::Manifest;
-use crate::names::{HfRepo, RepoPath, Revision, RevisionName};
+use crate::names::{HfRepo, OllamaName, RepoPath, Revision, RevisionName, Tag};
 use crate::quarantine::{Quarantined, Writer};
 use crate::refusal::Refusal;
 
@@ -43,6 +43,48 @@ pub struct RefRecord {
     pub resolved_at: u64,
 }
 
+/// An Ollama tag resolution (or, for pinned tags, the last upstream check).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct TagRecord {
+    /// The manifest digest upstream had for the tag.
+    pub digest: Digest,
+    /// When it was asked (unix seconds).
+    pub resolved_at: u64,
+}
+
+/// A verified manifest (its bytes are the blob named by its digest).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ManifestRecord {
+    /// Media type as served upstream.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A blob listed by a verified manifest of a name: what may be fetched under that name.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LayerRecord {
+    /// Declared size.
+    pub size: u64,
+    /// Declared media type.
+    pub media_type: String,
+    /// The manifest that lists it.
+    pub manifest: Digest,
+}
+
+/// An upstream tag that moved away from its pinned manifest: kept for review.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DriftRecord {
+    /// The name (`namespace/model:tag`).
+    pub name: String,
+    /// What the pin says.
+    pub pinned: Digest,
+    /// What upstream now has.
+    pub upstream: Digest,
+    /// When it was seen (unix seconds).
+    pub seen_at: u64,
+}
+
 /// The store.
 pub struct Store {
     blobs: PathBuf,
@@ -52,6 +94,12 @@ pub struct Store {
     manifest_index: sled::Tree,
     files: sled::Tree,
     refusals: sled::Tree,
+    oci_tags: sled::Tree,
+    oci_manifests: sled::Tree,
+    oci_layers: sled::Tree,
+    oci_blobs: sled::Tree,
+    oci_refusals: sled::Tree,
+    oci_drift: sled::Tree,
 }
 
 fn key(parts: &[&str]) -> Vec<u8> {
@@ -90,6 +138,12 @@ impl Store {
             manifest_index: db.open_tree("manifests")?,
             files: db.open_tree("files")?,
             refusals: db.open_tree("refusals")?,
+            oci_tags: db.open_tree("oci_tags")?,
+            oci_manifests: db.open_tree("oci_manifests")?,
+            oci_layers: db.open_tree("oci_layers")?,
+            oci_blobs: db.open_tree("oci_blobs")?,
+            oci_refusals: db.open_tree("oci_refusals")?,
+            oci_drift: db.open_tree("oci_drift")?,
         })
     }
 
@@ -277,5 +331,94 @@ impl Store {
             key(&[&repo.index_key(), &commit.hex(), path.as_str()]),
             r,
         )
+    }
+
+    /// Writes small bytes (a manifest) through quarantine into the blob store. Blocking.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest, MirrorError> {
+        let mut w = self.quarantine_writer(bytes.len() as u64, None)?;
+        w.write(bytes).map_err(|e| match e {
+            crate::quarantine::WriteError::Mirror(m) => m,
+            other => MirrorError::Task(other.to_string()),
+        })?;
+        self.promote(w.finish()?)
+    }
+
+    /// Reads a whole small blob (a manifest). Blocking.
+    pub fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, MirrorError> {
+        let path = self.blob_path(digest);
+        let meta = std::fs::metadata(&path).map_err(MirrorError::io(&path))?;
+        if meta.len() > limit {
+            return Err(MirrorError::Corrupt { key: digest.to_string(), detail: "blob larger than expected".into() });
+        }
+        std::fs::read(&path).map_err(MirrorError::io(path))
+    }
+
+    /// The last resolution of an Ollama tag.
+    pub fn get_tag(&self, name: &OllamaName, tag: &Tag) -> Result<Option<TagRecord>, MirrorError> {
+        Self::get(&self.oci_tags, &key(&[&name.index_key(), &tag.as_str().to_ascii_lowercase()]))
+    }
+
+    /// Records an Ollama tag resolution.
+    pub fn put_tag(&self, name: &OllamaName, tag: &Tag, digest: Digest) -> Result<(), MirrorError> {
+        let k = key(&[&name.index_key(), &tag.as_str().to_ascii_lowercase()]);
+        Self::put(&self.oci_tags, k, &TagRecord { digest, resolved_at: now_unix() })
+    }
+
+    /// A verified manifest's record.
+    pub fn get_oci_manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, MirrorError> {
+        Self::get(&self.oci_manifests, &key(&[&digest.hex()]))
+    }
+
+    /// Records a verified manifest (its bytes must already be a promoted blob).
+    pub fn put_oci_manifest(&self, digest: &Digest, rec: &ManifestRecord) -> Result<(), MirrorError> {
+        Self::put(&self.oci_manifests, key(&[&digest.hex()]), rec)
+    }
+
+    /// A blob listed for `name` by one of its verified manifests.
+    pub fn get_layer(&self, name: &OllamaName, digest: &Digest) -> Result<Option<LayerRecord>, MirrorError> {
+        Self::get(&self.oci_layers, &key(&[&name.index_key(), &digest.hex()]))
+    }
+
+    /// Records a blob listed by a verified manifest of `name`.
+    pub fn put_layer(&self, name: &OllamaName, digest: &Digest, rec: &LayerRecord) -> Result<(), MirrorError> {
+        Self::put(&self.oci_layers, key(&[&name.index_key(), &digest.hex()]), rec)
+    }
+
+    /// A verified, promoted OCI blob.
+    pub fn get_blob_record(&self, digest: &Digest) -> Result<Option<FileRecord>, MirrorError> {
+        Self::get(&self.oci_blobs, &key(&[&digest.hex()]))
+    }
+
+    /// Records a verified, promoted OCI blob.
+    pub fn put_blob_record(&self, rec: &FileRecord) -> Result<(), MirrorError> {
+        Self::put(&self.oci_blobs, key(&[&rec.digest.hex()]), rec)
+    }
+
+    /// A refused OCI blob.
+    pub fn get_blob_refusal(&self, digest: &Digest) -> Result<Option<Refusal>, MirrorError> {
+        Self::get(&self.oci_refusals, &key(&[&digest.hex()]))
+    }
+
+    /// Records a refused OCI blob (sticky).
+    pub fn put_blob_refusal(&self, digest: &Digest, r: &Refusal) -> Result<(), MirrorError> {
+        Self::put(&self.oci_refusals, key(&[&digest.hex()]), r)
+    }
+
+    /// Records a pinned tag's drift.
+    pub fn put_drift(&self, rec: &DriftRecord) -> Result<(), MirrorError> {
+        Self::put(&self.oci_drift, key(&[&rec.name.to_ascii_lowercase()]), rec)
+    }
+
+    /// Every recorded drift.
+    pub fn drifts(&self) -> Result<Vec<DriftRecord>, MirrorError> {
+        let mut out = Vec::new();
+        for item in self.oci_drift.iter() {
+            let (k, v) = item?;
+            out.push(serde_json::from_slice(&v).map_err(|e| MirrorError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                detail: e.to_string(),
+            })?);
+        }
+        Ok(out)
     }
 }

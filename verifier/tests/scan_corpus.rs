@@ -66,3 +66,63 @@ fn every_labelled_file_gets_its_verdict() {
         failures.join("\n")
     );
 }
+
+fn scan_corpus_file(rel: &str) -> verifier::ScanReport {
+    let path = corpus().join("corpus").join(rel);
+    let f = std::fs::File::open(&path).expect("corpus file exists");
+    let len = f.metadata().expect("metadata").len();
+    verifier::scan(std::io::BufReader::new(f), len).expect("scan")
+}
+
+/// Each technique is caught for its own reason, not only because the sample also happens to
+/// carry an `os.system` pickle.
+#[test]
+fn techniques_are_named() {
+    let cases: &[(&str, &str)] = &[
+        ("torch/zip_bad_crc.pt", "CRC mismatch"),
+        ("torch/zip_flag_0x40.pt", "encryption flag"),
+        ("torch/zip_flag_encrypted.pt", "encryption flag"),
+        ("torch/zip_name_mismatch.pt", "local header names"),
+        ("pickle/trailing_garbage.pkl", "after the pickle's STOP"),
+        ("pickle/proto_header_mismatch.pkl", "belongs to protocol 4"),
+        ("pickle/getattr_import_chain.pkl", "builtins.getattr"),
+        ("pickle/dotted_logging_os_system.pkl", "attribute path"),
+        ("torch/dotted_torch_os.pt", "attribute path"),
+        ("numpy/object_array_v1.npy", "object dtype"),
+        ("safetensors/overlapping_offsets.safetensors", "overlaps"),
+        ("safetensors/trailing_pickle.safetensors", "like a pickle"),
+        ("gguf/malformed_kv_count.gguf", "cannot fit"),
+        ("gguf/tensor_offset_oob.gguf", "beyond the end"),
+        ("keras/enable_unsafe_then_lambda.keras", "Lambda layer"),
+        (
+            "onnx/external_data_traversal.onnx",
+            "external data location",
+        ),
+        ("torch/legacy_tar.pt", "storages"),
+    ];
+    let mut missing = Vec::new();
+    for (file, needle) in cases {
+        let r = scan_corpus_file(file);
+        let hit = r
+            .findings
+            .iter()
+            .any(|f| f.message.contains(needle) || f.location.contains(needle));
+        if !hit {
+            missing.push(format!(
+                "{file}: no finding mentions {needle:?}: {:#?}",
+                r.findings
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// The refusal line the mirror shows a client names the entry, the callable and the offset.
+#[test]
+fn summary_names_entry_callable_and_offset() {
+    let r = scan_corpus_file("torch/zip_payload.pt");
+    assert_eq!(r.format, verifier::Format::PytorchZip);
+    let s = r.summary();
+    assert!(s.starts_with("archive/data.pkl calls os.system"), "{s}");
+    assert!(s.contains("at offset 0x"), "{s}");
+}

@@ -1123,3 +1123,96 @@ fn gpg_signed_sha256sums_cover_the_model() {
         Some(Failure::DigestMismatch { .. })
     ));
 }
+
+// ---- Real signer outputs (model-transparency scripts/tests, signers v0.2.0 … v1.1.0) ------------
+
+const MT: &str = "external/model-transparency";
+const MT_IDENTITY: &str = "stefanb@us.ibm.com";
+const MT_ISSUER: &str = "https://sigstore.verify.ibm.com/oauth2";
+
+/// Verifies `vector` (a directory, or `vector/file` for a single-file model) with `policy`.
+fn run_mt(vector: &str, single_file: Option<&str>, policy: &TrustPolicy) -> Result<SignatureReport, VerifyError> {
+    let dir = fixtures().join(MT).join(vector);
+    let files = match single_file {
+        Some(file) => ModelFiles::from_file(&dir.join(file))?,
+        None => {
+            let mut files = ModelFiles::from_dir(&dir)?;
+            files.remove("model.sig");
+            files
+        }
+    };
+    let sig = std::fs::read(dir.join("model.sig")).unwrap_or_default();
+    verify_model_signature(&files, &sig, policy, now())
+}
+
+fn mt_sigstore(root: &str, identity: &str) -> TrustPolicy {
+    let policy = SigstorePolicy::new(
+        &read(root),
+        SigstoreSigner::Identity {
+            identity: identity.to_string(),
+            issuer: MT_ISSUER.to_string(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    TrustPolicy::new(TrustMethod::Sigstore(Box::new(policy)))
+}
+
+#[test]
+fn real_signer_outputs_of_every_shape() {
+    let with_ignore = |mut p: TrustPolicy| {
+        p.extra_ignore_paths.push("ignore-me".to_string());
+        p
+    };
+    let key = || key_policy(&format!("{MT}/keys/signing-key-pub.pem"));
+    let cert = || cert_policy(&format!("{MT}/keys/ca-cert.pem"));
+    let keyless = || mt_sigstore(PROD_ROOT, MT_IDENTITY);
+    let mut legacy = cert();
+    legacy.legacy = LegacyFormat::Accept;
+    // (vector, single file, policy, expected)
+    let cases: Vec<(&str, Option<&str>, TrustPolicy, bool)> = vec![
+        // key: rawBytes + keyDetails + keyid null, single file "." (v0.3.1, v1.0.0) ...
+        ("v0.3.1-elliptic-key", Some("signme-1"), key(), true),
+        ("v1.0.0-elliptic-key", Some("signme-1"), key(), true),
+        // ... which names the file, not its directory.
+        ("v1.0.0-elliptic-key", None, key(), false),
+        // v1.0.1 records no ignore_paths: the excluded file must be ignored verifier-side.
+        ("v1.0.1-elliptic-key", None, with_ignore(key()), true),
+        ("v1.0.1-elliptic-key", None, key(), false),
+        ("v1.1.0-elliptic-key", None, key(), true),
+        ("v1.1.0-elliptic-key", None, key_policy("keys/signer_p384.pub.pem"), false),
+        // certificate: x509CertificateChain in a v0.3 bundle, RSA-3072 root.
+        ("v0.3.1-certificate", None, cert(), true),
+        ("v1.0.0-certificate", None, cert(), true),
+        ("v1.0.1-certificate", None, with_ignore(cert()), true),
+        ("v1.1.0-certificate", None, cert(), true),
+        ("v1.1.0-certificate", None, cert_policy("pki/root.crt.pem"), false),
+        // v0.2.0: legacy predicate and PAE, refused unless the policy accepts it.
+        ("v0.2.0-certificate", None, cert(), false),
+        ("v0.2.0-certificate", None, legacy, true),
+        // keyless against the public-good root (v1.0.x: envelopeHash over Python separators).
+        ("v0.3.1-sigstore", None, keyless(), true),
+        ("v1.0.0-sigstore", None, keyless(), true),
+        ("v1.0.1-sigstore", None, with_ignore(keyless()), true),
+        ("v1.1.0-sigstore", None, keyless(), true),
+        ("v1.1.0-sigstore", None, mt_sigstore(PROD_ROOT, "someone-else@example.com"), false),
+        ("v1.1.0-sigstore", None, mt_sigstore(STAGING_ROOT, MT_IDENTITY), false),
+    ];
+    let mut mismatches = Vec::new();
+    for (vector, single, policy, expected) in &cases {
+        let report = run_mt(vector, *single, policy);
+        let row = format!("{vector}{}", single.map(|f| format!("/{f}")).unwrap_or_default());
+        println!("{row:<35} {:<5} {}", if *expected { "pass" } else { "fail" }, short(&report));
+        if passed(&report) != *expected || report.is_err() {
+            mismatches.push(format!("{row}: {}", short(&report)));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // A keyless signature by someone else names both identities.
+    let report = run_mt("v1.1.0-sigstore", None, &mt_sigstore(PROD_ROOT, "someone-else@example.com"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(report.failure(), Some(Failure::WrongSigner { found_identity, .. }) if found_identity == MT_IDENTITY),
+        "{report:?}"
+    );
+}

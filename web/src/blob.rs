@@ -71,6 +71,42 @@ pub fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
     }
 }
 
+/// Finishes `resp` as the answer to a GET (`file` given) or HEAD (`file` is `None`) for a blob of
+/// `size` bytes, honouring `range`: 200 with everything, 206 with `Content-Range`, or `Err` for a
+/// range outside the file (the caller answers 416 in its protocol's error form).
+pub fn respond(
+    mut resp: actix_web::HttpResponseBuilder,
+    range: Option<&str>,
+    size: u64,
+    file: Option<File>,
+) -> Result<actix_web::HttpResponse, RangeAsk> {
+    let (start, len) = match parse_range(range, size) {
+        RangeAsk::Full => (0, size),
+        RangeAsk::Part { start, len } => {
+            resp.status(actix_web::http::StatusCode::PARTIAL_CONTENT);
+            resp.insert_header((
+                actix_web::http::header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", start, start + len - 1, size),
+            ));
+            (start, len)
+        }
+        RangeAsk::Unsatisfiable => return Err(RangeAsk::Unsatisfiable),
+    };
+    resp.insert_header((actix_web::http::header::ACCEPT_RANGES, "bytes"));
+    Ok(match file {
+        Some(file) => {
+            resp.no_chunking(len);
+            resp.streaming(stream(file, start, len))
+        }
+        // actix writes a HEAD's Content-Length from the body's declared size and never sends the
+        // body itself, so declare the real size over an empty stream.
+        None => resp.body(actix_web::body::SizedStream::new(
+            len,
+            futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
+        )),
+    })
+}
+
 /// Streams `len` bytes of `file` from `start`. The reads happen on a blocking thread that stays at
 /// most [`AHEAD`] chunks ahead; if the client goes away, the channel closes and the reader stops.
 pub fn stream(

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod blob;
 mod cmd;
 mod hf;
+mod ollama;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -6,7 +6,7 @@ use reqwest::{header, StatusCode};
 use url::Url;
 use verifier::{Digest, GitOid};
 
-use super::{describe, read_limited, retry_after, HostList};
+use super::{describe, read_limited, retry_after, FileResponse, HostList, OpenError};
 use crate::config::HfConfig;
 use crate::config::Secret;
 use crate::error::MirrorError;
@@ -56,28 +56,6 @@ pub enum Answer<T> {
     EntryNotFound(String),
     /// Access refused (gated, private, bad token).
     Denied(String),
-}
-
-/// A response carrying file bytes.
-pub struct FileResponse {
-    /// The response, positioned at the first byte at `offset`.
-    pub response: reqwest::Response,
-    /// Whether the upstream honoured the `Range` (206); if not, the body starts at byte 0.
-    pub partial: bool,
-}
-
-/// A failure to open a file, split by whether retrying can help.
-#[derive(Debug)]
-pub enum OpenError {
-    /// Worth retrying (network trouble, 5xx, 429), after `retry_after` seconds if given.
-    Transient {
-        /// What happened.
-        detail: String,
-        /// Upstream's `Retry-After`.
-        retry_after: Option<u64>,
-    },
-    /// Retrying will not help (4xx, refused redirect, inconsistent headers).
-    Permanent(String),
 }
 
 /// The Hub client.
@@ -290,56 +268,7 @@ impl HfUpstream {
                 utf8_percent_encode(path.as_str(), PATH)
             ))
             .map_err(|e| OpenError::Permanent(e.to_string()))?;
-        let mut req = self.get(url).header(header::ACCEPT_ENCODING, "identity");
-        if offset > 0 {
-            req = req.header(header::RANGE, format!("bytes={offset}-"));
-        }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_redirect() {
-                OpenError::Permanent(describe(&e))
-            } else {
-                OpenError::Transient {
-                    detail: describe(&e),
-                    retry_after: None,
-                }
-            }
-        })?;
-        let status = resp.status();
-        match status {
-            StatusCode::OK => Ok(FileResponse {
-                response: resp,
-                partial: false,
-            }),
-            StatusCode::PARTIAL_CONTENT if offset > 0 => {
-                let start = resp
-                    .headers()
-                    .get(header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("bytes "))
-                    .and_then(|v| v.split('-').next())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if start != Some(offset) {
-                    return Err(OpenError::Permanent(
-                        "upstream answered a different range than asked".into(),
-                    ));
-                }
-                Ok(FileResponse {
-                    response: resp,
-                    partial: true,
-                })
-            }
-            StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::REQUEST_TIMEOUT => Err(OpenError::Transient {
-                detail: format!("answered {status}"),
-                retry_after: retry_after(&resp),
-            }),
-            s if s.is_server_error() => Err(OpenError::Transient {
-                detail: format!("answered {s}"),
-                retry_after: None,
-            }),
-            s => Err(OpenError::Permanent(format!("answered {s} for {path}"))),
-        }
+        super::open_ranged(self.get(url), offset, path.as_str()).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! configured `redirect_hosts`.
 
 pub mod hf;
+pub mod oci;
 
 use crate::error::MirrorError;
 use bytes::{Bytes, BytesMut};
@@ -133,6 +134,71 @@ pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<u64> {
         .to_str()
         .ok()?;
     Some(v.trim().parse::<u64>().unwrap_or(5).min(120))
+}
+
+/// A response carrying file bytes.
+pub struct FileResponse {
+    /// The response, positioned at the first byte at `offset`.
+    pub response: reqwest::Response,
+    /// Whether the upstream honoured the `Range` (206); if not, the body starts at byte 0.
+    pub partial: bool,
+}
+
+/// A failure to open a file, split by whether retrying can help.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Worth retrying (network trouble, 5xx, 429), after `retry_after` seconds if given.
+    Transient {
+        /// What happened.
+        detail: String,
+        /// Upstream's `Retry-After`.
+        retry_after: Option<u64>,
+    },
+    /// Retrying will not help (4xx, refused redirect, inconsistent headers).
+    Permanent(String),
+}
+
+/// Sends a GET for file bytes from `offset` (a `Range` request when resuming) and classifies the
+/// answer. `label` names the file in messages.
+pub(crate) async fn open_ranged(
+    req: reqwest::RequestBuilder,
+    offset: u64,
+    label: &str,
+) -> Result<FileResponse, OpenError> {
+    use reqwest::{header, StatusCode};
+    let mut req = req.header(header::ACCEPT_ENCODING, "identity");
+    if offset > 0 {
+        req = req.header(header::RANGE, format!("bytes={offset}-"));
+    }
+    let resp = req.send().await.map_err(|e| {
+        if e.is_redirect() {
+            OpenError::Permanent(describe(&e))
+        } else {
+            OpenError::Transient { detail: describe(&e), retry_after: None }
+        }
+    })?;
+    let status = resp.status();
+    match status {
+        StatusCode::OK => Ok(FileResponse { response: resp, partial: false }),
+        StatusCode::PARTIAL_CONTENT if offset > 0 => {
+            let start = resp
+                .headers()
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if start != Some(offset) {
+                return Err(OpenError::Permanent("upstream answered a different range than asked".into()));
+            }
+            Ok(FileResponse { response: resp, partial: true })
+        }
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+            Err(OpenError::Transient { detail: format!("answered {status}"), retry_after: retry_after(&resp) })
+        }
+        s if s.is_server_error() => Err(OpenError::Transient { detail: format!("answered {s}"), retry_after: None }),
+        s => Err(OpenError::Permanent(format!("answered {s} for {label}"))),
+    }
 }
 
 #[cfg(test)]

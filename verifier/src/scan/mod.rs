@@ -291,7 +291,7 @@ impl Sink {
             });
         }
         // Stable sort: most severe first, file order within a severity.
-        self.findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let verdict = if self.findings.iter().any(|f| f.severity >= Severity::Medium) {
             Verdict::Findings
         } else if let Some(reason) = self.unscannable {

@@ -260,9 +260,11 @@ impl<'s> Decoder<'s> {
                 None
             }
             Decision::Refused(sev, msg) => {
-                self.uncalled
-                    .entry(full.clone())
-                    .or_insert((off, sev, msg.clone()));
+                self.uncalled.entry(full.clone()).or_insert((
+                    off,
+                    sev,
+                    format!("imports {full}: {msg}"),
+                ));
                 Some((sev, msg))
             }
         };
@@ -276,11 +278,15 @@ impl<'s> Decoder<'s> {
     fn call(&mut self, callee: V, args: V, off: u64, how: &str) -> V {
         match &callee {
             V::Global(g) => {
-                if let Some((sev, _)) = &g.refused {
+                if let Some((sev, why)) = &g.refused {
                     let full = g.full();
                     self.called.insert(full.clone());
-                    self.sink
-                        .add(*sev, self.loc, Some(off), format!("calls {full} ({how})"));
+                    self.sink.add(
+                        *sev,
+                        self.loc,
+                        Some(off),
+                        format!("calls {full} ({how}): {why}"),
+                    );
                 }
             }
             other => {
@@ -436,7 +442,7 @@ impl<'s> Decoder<'s> {
                 }
                 b'S' => {
                     let l = inp.line()?;
-                    let s = unquote(&l).or_else(|| None);
+                    let s = unquote(&l);
                     let v = match s {
                         Some(s) => V::Str(Rc::from(s.as_str())),
                         None => return malformed(off, "STRING argument is not quoted"),
@@ -597,7 +603,10 @@ impl<'s> Decoder<'s> {
                         V::Global(Rc::new(Global {
                             module: "<extension>".into(),
                             name: code.to_string(),
-                            refused: Some((Severity::High, String::new())),
+                            refused: Some((
+                                Severity::High,
+                                "unresolvable extension code".to_owned(),
+                            )),
                         })),
                         off,
                     )?;

@@ -412,20 +412,18 @@ pub(crate) fn decide(ctx: Context, module: &str, name: &str) -> Decision {
             return Decision::Allowed;
         }
     }
-    let full = format!("{module}.{name}");
     let sev = grade(&canon, name);
+
     let why = if dotted {
-        format!(
-            "imports {full} (attribute path through {module}, resolved by getattr at load time)"
-        )
+        format!("attribute path through {module}, resolved by getattr at load time")
     } else if sev == Severity::Critical {
-        format!("imports {full}, which can execute code")
+        "can execute code".to_owned()
     } else {
         let ctx_name = match ctx {
             Context::Torch => "a PyTorch checkpoint",
             Context::Plain => "a data pickle",
         };
-        format!("imports {full}, which is not on the allowlist for {ctx_name}")
+        format!("not on the allowlist for {ctx_name}")
     };
     // A dotted name always reaches an attribute the allowlist never saw: at least high.
     let sev = if dotted { sev.max(Severity::High) } else { sev };

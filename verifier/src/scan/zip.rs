@@ -286,11 +286,7 @@ fn check_entries<R: Read + Seek + ?Sized>(
             );
         }
         ranges.push((e.local, end, idx));
-        let ratio = if e.csize == 0 {
-            e.usize
-        } else {
-            e.usize / e.csize
-        };
+        let ratio = e.usize.checked_div(e.csize).unwrap_or(e.usize);
         // Real tensors and configs compress a few times at most; hundreds-fold only for
         // padding and bombs.
         if (e.usize > (16 << 20) && ratio > 200) || (e.usize > (4 << 30) && ratio > 50) {

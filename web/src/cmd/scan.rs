@@ -207,7 +207,7 @@ fn print_text(
                     }
                     Verdict::Findings => {
                         flagged += 1;
-                        writeln!(out, "{path}: FINDINGS ({fmt}): {}", r.summary())?;
+                        writeln!(out, "{path}: FINDINGS ({fmt})")?;
                     }
                     Verdict::Unscannable { reason } => {
                         unscannable += 1;

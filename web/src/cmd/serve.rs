@@ -23,10 +23,11 @@ pub struct ServeArgs {
 }
 
 const SERVE_HELP: &str = "\
-Defaults (no config at all): listen 127.0.0.1:8080, data in ./airlock-data, upstream
-https://huggingface.co, policy mode allowlist with no rules (everything refused until allowed).
+Defaults (no config at all): listen 127.0.0.1:8080, data in ./airlock-data, upstreams
+https://huggingface.co and https://registry.ollama.ai, policy mode allowlist with no rules
+(everything refused until allowed).
 
-Config keys (TOML; every key optional):
+Config keys (TOML; every key optional; deploy/airlock.example.toml explains each):
   listen = \"127.0.0.1:8080\"
   data_dir = \"airlock-data\"
   [huggingface]
@@ -35,17 +36,29 @@ Config keys (TOML; every key optional):
   token_file = \"/run/secrets/hf-token\"               upstream token (or token = \"...\")
   revision_ttl_secs = 300                            how long a branch->commit resolution is reused
   tree_page_size = 1000                              entries per page of /tree listings
+  [ollama]
+  upstream = \"https://registry.ollama.ai\"
+  redirect_hosts = [\"<R2 bucket host>\"]              host[:port]s blob redirects may go to
+  token_file = \"/run/secrets/ollama-token\"           upstream bearer token (or token = \"...\")
+  blob_url = \"http://blobs.airlock.example:8080\"     where blob GETs redirect (another hostname)
+  tag_ttl_secs = 300                                 how long a tag->manifest resolution is reused
   [policy]
   mode = \"allowlist\"                                 or \"open\"
   [[policy.allow]]
   hf = \"org/repo\"                                    or \"datasets/org/repo\", \"org/*\", \"gpt2\"
   revision = \"<40-hex commit>\"                       optional pin; the repo is served only at it
+  [[policy.allow]]
+  ollama = \"library/llama3\"                          or \"namespace/*\"
+  tag = \"8b\"                                         optional: only this tag
+  manifest = \"sha256:<64 hex>\"                       optional pin of that tag's manifest
 
 Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
-  AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_POLICY_MODE
+  AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_OLLAMA_UPSTREAM, AIRLOCK_OLLAMA_REDIRECT_HOSTS,
+  AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE
 
-Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets.
+Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
+`ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).
 Logs go to stderr; RUST_LOG=debug for more.";
 
 /// Runs the server until interrupted.
@@ -69,14 +82,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), upstream = %cfg.huggingface.upstream, "airlock serving");
     let data = web::Data::new(mirror);
     let listen = cfg.listen;
+    let oci = crate::ollama::OllamaSettings { blob_url: cfg.ollama.blob_url.clone() };
     let hf = crate::hf::HfSettings {
         tree_page_size: cfg.huggingface.tree_page_size,
     };
     let result = actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
+            let oci = oci.clone();
             App::new()
                 .app_data(data.clone())
+                .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))
+        })
+        .on_connect(|conn, ext| {
+            if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let Ok(addr) = sock.local_addr() {
+                    ext.insert(crate::ollama::LocalAddr(addr));
+                }
+            }
         })
         .bind(listen)
         .with_context(|| format!("binding {listen}"))?

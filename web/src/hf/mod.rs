@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use mirror::{Entry, EntryKind, FileState, Lookup, Mirror, RepoPath, Snapshot};
 use serde_json::{json, Value};
 
-use crate::blob::{self, RangeAsk};
+use crate::blob;
 pub use error::HfError;
 use route::Route;
 
@@ -244,38 +244,14 @@ async fn resolve(
         Lookup::RepoNotFound(m) => return Err(HfError::RepoNotFound(m)),
         Lookup::RevisionNotFound(m) => return Err(HfError::RevisionNotFound(m)),
     };
-    let range = blob::parse_range(
-        req.headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok()),
-        rec.size,
-    );
-    let (status, start, len) = match range {
-        RangeAsk::Full => (actix_web::http::StatusCode::OK, 0, rec.size),
-        RangeAsk::Part { start, len } => (actix_web::http::StatusCode::PARTIAL_CONTENT, start, len),
-        RangeAsk::Unsatisfiable => return Err(HfError::RangeNotSatisfiable { size: rec.size }),
-    };
     let etag = format!("\"{}\"", rec.etag);
-    let mut resp = HttpResponse::build(status);
+    let mut resp = HttpResponse::Ok();
     resp.insert_header(("X-Repo-Commit", snap.commit.hex()))
         .insert_header((header::ETAG, etag.clone()))
         .insert_header(("X-Linked-Etag", etag))
         .insert_header(("X-Linked-Size", rec.size.to_string()))
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
-    if status == actix_web::http::StatusCode::PARTIAL_CONTENT {
-        resp.insert_header((
-            header::CONTENT_RANGE,
-            format!("bytes {}-{}/{}", start, start + len - 1, rec.size),
-        ));
-    }
-    if head {
-        // actix writes a HEAD's Content-Length from the body's declared size and never sends the
-        // body itself, so declare the real size over an empty stream.
-        let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
-        return Ok(resp.body(actix_web::body::SizedStream::new(len, empty)));
-    }
-    let file = mirror.open_blob(&rec).await?;
-    resp.no_chunking(len);
-    Ok(resp.streaming(blob::stream(file, start, len)))
+    let file = if head { None } else { Some(mirror.open_blob(&rec).await?) };
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    blob::respond(resp, range, rec.size, file).map_err(|_| HfError::RangeNotSatisfiable { size: rec.size })
 }

@@ -1,0 +1,281 @@
+//! The Hugging Face side of the pipeline: revision → commit → listing, and files checked against
+//! the listing's declared size and sha256 / git blob id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fetch::{Expect, FetchTask};
+use super::{Fetched, FileState, Lookup, Mirror};
+use crate::error::MirrorError;
+use crate::flight::{Progress, Waited};
+use crate::manifest::{Entry, EntryKind, Manifest};
+use crate::names::{HfRepo, RepoPath, Revision, RevisionName};
+use crate::policy::Decision;
+use crate::refusal::Refusal;
+use crate::store::{now_unix, FileRecord, Store};
+use crate::upstream::hf::{Answer, HfUpstream};
+
+/// A resolved revision of a repository with its file listing.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The repository.
+    pub repo: HfRepo,
+    /// The commit.
+    pub commit: Revision,
+    /// Its files.
+    pub manifest: Arc<Manifest>,
+}
+
+impl Mirror {
+    /// Resolves `rev` of `repo` to a commit and its listing, applying policy and pins.
+    pub async fn snapshot(
+        &self,
+        repo: &HfRepo,
+        rev: &RevisionName,
+    ) -> Result<Lookup<Snapshot>, MirrorError> {
+        let pin = match self.policy.decide(repo) {
+            Decision::Refused(r) => return Ok(Lookup::Refused(r)),
+            Decision::Allowed { pin } => pin,
+        };
+        let commit = match (pin, rev.as_commit()) {
+            (Some(pin), Some(asked)) if asked != pin => {
+                return Ok(Lookup::Refused(Refusal::PinnedElsewhere {
+                    name: repo.policy_name(),
+                    asked: rev.to_string(),
+                    pinned: pin,
+                }))
+            }
+            // A pinned rule never moves: every branch or tag name means the pinned commit.
+            (Some(pin), _) => pin,
+            (None, Some(asked)) => asked,
+            (None, None) => match self.resolve(repo, rev).await? {
+                Lookup::Found(c) => c,
+                Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
+                Lookup::RepoNotFound(m) => return Ok(Lookup::RepoNotFound(m)),
+                Lookup::RevisionNotFound(m) => return Ok(Lookup::RevisionNotFound(m)),
+                Lookup::EntryNotFound { commit } => return Ok(Lookup::EntryNotFound { commit }),
+            },
+        };
+        let manifest = match self.store.get_manifest(repo, commit)? {
+            Some(m) => Arc::new(m),
+            None => match self.listing(repo, commit).await? {
+                Answer::Found(m) => m,
+                Answer::RepoNotFound(m) => return Ok(Lookup::RepoNotFound(m)),
+                Answer::RevisionNotFound(m) | Answer::EntryNotFound(m) => {
+                    return Ok(Lookup::RevisionNotFound(m))
+                }
+                Answer::Denied(m) => {
+                    return Ok(Lookup::Refused(Refusal::UpstreamDenied {
+                        name: repo.policy_name(),
+                        detail: m,
+                    }))
+                }
+            },
+        };
+        Ok(Lookup::Found(Snapshot {
+            repo: repo.clone(),
+            commit,
+            manifest,
+        }))
+    }
+
+    /// Branch/tag → commit: a fresh stored resolution, else upstream (single-flight), else a stale
+    /// stored one if upstream is unreachable.
+    async fn resolve(
+        &self,
+        repo: &HfRepo,
+        rev: &RevisionName,
+    ) -> Result<Lookup<Revision>, MirrorError> {
+        let stored = self.store.get_ref(repo, rev)?;
+        if let Some(r) =
+            stored.filter(|r| now_unix().saturating_sub(r.resolved_at) < self.revision_ttl)
+        {
+            return Ok(Lookup::Found(r.commit));
+        }
+        let key = format!("{}\0{}", repo.index_key(), rev);
+        let (hf, store, repo2, rev2) = (
+            self.hf.clone(),
+            self.store.clone(),
+            repo.clone(),
+            rev.clone(),
+        );
+        let flight = self.refs.join(
+            key,
+            || None,
+            move |_| async move {
+                let answer = hf.resolve(&repo2, &rev2).await.map_err(|e| e.to_string())?;
+                if let Answer::Found(c) = &answer {
+                    let c = *c;
+                    tokio::task::spawn_blocking(move || store.put_ref(&repo2, &rev2, c))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(answer)
+            },
+        );
+        let answer = match flight.wait(Duration::from_secs(60)).await {
+            Waited::Done(a) => a,
+            Waited::Running { .. } => Err("upstream did not answer in time".to_string()),
+            Waited::Lost => Err("revision lookup task failed".to_string()),
+        };
+        match answer {
+            Ok(Answer::Found(c)) => Ok(Lookup::Found(c)),
+            Ok(Answer::RepoNotFound(m)) => Ok(Lookup::RepoNotFound(m)),
+            Ok(Answer::RevisionNotFound(m)) | Ok(Answer::EntryNotFound(m)) => {
+                Ok(Lookup::RevisionNotFound(m))
+            }
+            Ok(Answer::Denied(m)) => Ok(Lookup::Refused(Refusal::UpstreamDenied {
+                name: repo.policy_name(),
+                detail: m,
+            })),
+            Err(e) => match stored {
+                Some(r) => {
+                    tracing::warn!(repo = %repo, rev = %rev, error = %e, "upstream unavailable; using stored resolution");
+                    Ok(Lookup::Found(r.commit))
+                }
+                None => Err(MirrorError::Upstream(e)),
+            },
+        }
+    }
+
+    /// Fetches (single-flight) and stores the listing of a commit.
+    async fn listing(
+        &self,
+        repo: &HfRepo,
+        commit: Revision,
+    ) -> Result<Answer<Arc<Manifest>>, MirrorError> {
+        let key = format!("{}\0{}", repo.index_key(), commit);
+        let (hf, store, repo2) = (self.hf.clone(), self.store.clone(), repo.clone());
+        let flight = self.listings.join(
+            key,
+            || None,
+            move |_| async move {
+                match hf
+                    .manifest(&repo2, commit)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Answer::Found(m) => {
+                        let m = Arc::new(m);
+                        let m2 = m.clone();
+                        tokio::task::spawn_blocking(move || {
+                            store.put_manifest(&repo2, commit, &m2)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                        Ok(Answer::Found(m))
+                    }
+                    Answer::RepoNotFound(m) => Ok(Answer::RepoNotFound(m)),
+                    Answer::RevisionNotFound(m) => Ok(Answer::RevisionNotFound(m)),
+                    Answer::EntryNotFound(m) => Ok(Answer::EntryNotFound(m)),
+                    Answer::Denied(m) => Ok(Answer::Denied(m)),
+                }
+            },
+        );
+        match flight.wait(Duration::from_secs(120)).await {
+            Waited::Done(a) => a.map_err(MirrorError::Upstream),
+            Waited::Running { .. } => Err(MirrorError::Upstream(
+                "upstream listing did not finish in time".into(),
+            )),
+            Waited::Lost => Err(MirrorError::Task("listing task failed".into())),
+        }
+    }
+
+    /// The state of one file of a snapshot, starting its fetch if needed and waiting at most
+    /// `wait` for it to become ready.
+    pub async fn file(
+        &self,
+        snap: &Snapshot,
+        path: &RepoPath,
+        wait: Duration,
+    ) -> Result<Lookup<FileState>, MirrorError> {
+        let entry = match snap.manifest.get(path.as_str()) {
+            Some(e) if e.kind == EntryKind::File => e.clone(),
+            _ => {
+                return Ok(Lookup::EntryNotFound {
+                    commit: snap.commit,
+                })
+            }
+        };
+        if let Some(r) = self.store.get_refusal(&snap.repo, snap.commit, path)? {
+            return Ok(Lookup::Refused(r));
+        }
+        let key = (snap.repo.index_key(), snap.commit, path.clone());
+        let store = self.store.clone();
+        let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
+        let settled = || match store.get_file(&repo, commit, &path2) {
+            Ok(Some(rec)) => Some(Fetched::Ready(rec)),
+            _ => None,
+        };
+        let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());
+        let commit = snap.commit;
+        let flight = self.files.join(key, settled, move |progress| {
+            fetch_file(store, hf, repo, commit, entry, progress)
+        });
+        match flight.wait(wait).await {
+            Waited::Done(f) => Mirror::settle(f),
+            Waited::Running { eta_secs } => Ok(Lookup::Found(FileState::Pending {
+                retry_after: eta_secs.clamp(1, 10),
+            })),
+            Waited::Lost => Err(MirrorError::Task("fetch task failed".into())),
+        }
+    }
+
+}
+
+/// Fetches one file of a commit through the shared pipeline and records the outcome in the index
+/// (the file record, or a sticky refusal).
+async fn fetch_file(
+    store: Arc<Store>,
+    hf: Arc<HfUpstream>,
+    repo: HfRepo,
+    commit: Revision,
+    entry: Entry,
+    progress: Arc<Progress>,
+) -> Fetched {
+    let expect = match &entry.lfs {
+        Some(lfs) => Expect::Sha256(lfs.sha256),
+        None => Expect::GitBlob(entry.oid),
+    };
+    let (hf2, repo2, path2) = (hf.clone(), repo.clone(), entry.path.clone());
+    let task = FetchTask {
+        store: store.clone(),
+        open: Box::new(move |offset| {
+            let (hf, repo, path) = (hf2.clone(), repo2.clone(), path2.clone());
+            Box::pin(async move { hf.open_file(&repo, commit, &path, offset).await })
+        }),
+        label: entry.path.to_string(),
+        size: entry.size,
+        expect,
+    };
+    let path = entry.path.clone();
+    match task.run(&progress).await {
+        Ok(Ok(promoted)) => {
+            let rec = FileRecord {
+                digest: promoted.digest,
+                size: entry.size,
+                etag: entry.etag(),
+                scan: promoted.scan,
+            };
+            let (rec2, repo2) = (rec.clone(), repo.clone());
+            let put = tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path, &rec2)).await;
+            match put {
+                Ok(Ok(())) => Fetched::Ready(rec),
+                _ => Fetched::Failed("could not record the verified file (see server log)".into()),
+            }
+        }
+        Ok(Err(reason)) => {
+            tracing::warn!(%repo, %commit, file = %path, %reason, "refused");
+            let refusal = Refusal::Verification { file: path.to_string(), reason };
+            let r = refusal.clone();
+            let put = tokio::task::spawn_blocking(move || store.put_refusal(&repo, commit, &path, &r)).await;
+            if !matches!(put, Ok(Ok(()))) {
+                tracing::error!("could not record a refusal; it will be re-checked on the next request");
+            }
+            Fetched::Refused(refusal)
+        }
+        Err(e) => Fetched::from_error(e, &path.to_string()),
+    }
+}

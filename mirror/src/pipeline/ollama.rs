@@ -1,0 +1,353 @@
+//! The Ollama (OCI distribution) side of the pipeline: a tag resolves to a manifest digest (or its
+//! pin), the manifest bytes are verified against that digest and stored as a blob, and every blob
+//! the manifest lists is fetched through the shared pipeline, checked against its digest and
+//! declared size, and scanned. Only blobs listed by a verified manifest of an allowed name are
+//! ever fetched or served under that name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use verifier::Digest;
+
+use super::fetch::{Expect, FetchTask};
+use super::{Fetched, FileState, Lookup, Mirror};
+use crate::error::MirrorError;
+use crate::flight::{Progress, Waited};
+use crate::names::{OllamaName, Reference, Tag};
+use crate::policy::OllamaDecision;
+use crate::refusal::Refusal;
+use crate::store::{now_unix, DriftRecord, FileRecord, LayerRecord, ManifestRecord, Store};
+use crate::upstream::oci::{ManifestAnswer, OciUpstream, MAX_MANIFEST};
+
+/// A verified manifest, ready to serve byte for byte from the blob store.
+#[derive(Debug, Clone)]
+pub struct ManifestDoc {
+    /// Its digest (the sha256 of its bytes).
+    pub digest: Digest,
+    /// Media type.
+    pub content_type: String,
+    /// Size.
+    pub size: u64,
+}
+
+/// A blob as a client may see it.
+#[derive(Debug, Clone)]
+pub struct BlobInfo {
+    /// Declared size (from the verified manifest).
+    pub size: u64,
+    /// Where the bytes stand.
+    pub state: FileState,
+}
+
+/// Layers a manifest may list (ollama models have a handful; a bomb has millions).
+const MAX_LAYERS: usize = 1000;
+
+#[derive(serde::Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestJson {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    config: Descriptor,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+/// Parses and checks a manifest; returns every blob it lists (config first).
+fn parse_manifest(bytes: &[u8]) -> Result<Vec<(Digest, LayerRecord)>, String> {
+    let m: ManifestJson = serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid: {e}"))?;
+    if m.schema_version != 2 {
+        return Err(format!("unsupported manifest schemaVersion {}", m.schema_version));
+    }
+    match m.media_type.as_deref() {
+        None
+        | Some("application/vnd.docker.distribution.manifest.v2+json")
+        | Some("application/vnd.oci.image.manifest.v1+json") => {}
+        Some(other) => return Err(format!("unsupported manifest media type {other}")),
+    }
+    if m.layers.len() > MAX_LAYERS {
+        return Err(format!("manifest lists {} layers (limit {MAX_LAYERS})", m.layers.len()));
+    }
+    let placeholder = Digest::of(b"");
+    let mut out = Vec::with_capacity(m.layers.len() + 1);
+    for d in std::iter::once(&m.config).chain(m.layers.iter()) {
+        let digest: Digest = d.digest.parse().map_err(|_| format!("layer digest {:?} is not sha256", d.digest))?;
+        // 1 TiB: larger than any real model file, small enough to keep arithmetic safe.
+        if d.size > 1 << 40 {
+            return Err(format!("layer {digest} declares an absurd size {}", d.size));
+        }
+        out.push((digest, LayerRecord { size: d.size, media_type: d.media_type.clone(), manifest: placeholder }));
+    }
+    Ok(out)
+}
+
+impl Mirror {
+    /// Resolves a manifest reference under policy and pins, fetching and verifying it if needed,
+    /// and starts fetching its blobs in the background (a pull asks for them next).
+    pub async fn ollama_manifest(
+        &self,
+        name: &OllamaName,
+        reference: &Reference,
+    ) -> Result<Lookup<ManifestDoc>, MirrorError> {
+        let pin = match self.policy.decide_ollama(name, reference) {
+            OllamaDecision::Refused(r) => return Ok(Lookup::Refused(r)),
+            OllamaDecision::Allowed { pin } => pin,
+        };
+        let digest = match (reference, pin) {
+            (Reference::Digest(d), _) => *d,
+            (Reference::Tag(tag), Some(pin)) => {
+                self.check_drift(name, tag, pin);
+                pin
+            }
+            (Reference::Tag(tag), None) => {
+                let fresh = self
+                    .store
+                    .get_tag(name, tag)?
+                    .filter(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl)
+                    .filter(|r| self.store.has_blob(&r.digest));
+                match fresh {
+                    Some(r) => r.digest,
+                    None => match self.fetch_manifest(name, reference, None).await? {
+                        Lookup::Found(doc) => {
+                            let (store, name2, tag2, d) = (self.store.clone(), name.clone(), tag.clone(), doc.digest);
+                            self.blocking(move || store.put_tag(&name2, &tag2, d)).await?;
+                            doc.digest
+                        }
+                        other => return Ok(other),
+                    },
+                }
+            }
+        };
+        let doc = match self.store.get_oci_manifest(&digest)?.filter(|_| self.store.has_blob(&digest)) {
+            Some(rec) => ManifestDoc { digest, content_type: rec.content_type, size: rec.size },
+            None => match self.fetch_manifest(name, &Reference::Digest(digest), Some(digest)).await? {
+                Lookup::Found(doc) => doc,
+                other => return Ok(other),
+            },
+        };
+        self.record_layers(name, &doc).await?;
+        Ok(Lookup::Found(doc))
+    }
+
+    /// Fetches a manifest upstream (single-flight), checks it against `expect` if given, parses it
+    /// and stores its bytes as a blob.
+    async fn fetch_manifest(
+        &self,
+        name: &OllamaName,
+        reference: &Reference,
+        expect: Option<Digest>,
+    ) -> Result<Lookup<ManifestDoc>, MirrorError> {
+        let oci = self.oci.clone();
+        let (name2, ref2) = (name.clone(), reference.clone());
+        let key = format!("{}\0{reference}", name.index_key());
+        let flight = self.manifest_flights.join(key, || None, move |_| async move {
+            oci.manifest(&name2, &ref2).await.map_err(|e| e.to_string())
+        });
+        let answer = match flight.wait(Duration::from_secs(60)).await {
+            Waited::Done(Ok(a)) => a,
+            Waited::Done(Err(e)) => return Err(MirrorError::Upstream(e)),
+            Waited::Running { .. } => return Err(MirrorError::Upstream("manifest request timed out".into())),
+            Waited::Lost => return Err(MirrorError::Task("manifest task failed".into())),
+        };
+        let (bytes, content_type) = match answer {
+            ManifestAnswer::Found { bytes, content_type } => (bytes, content_type),
+            ManifestAnswer::NotFound(m) => return Ok(Lookup::RepoNotFound(m)),
+            ManifestAnswer::Denied(m) => {
+                return Ok(Lookup::Refused(Refusal::UpstreamDenied { name: name.to_string(), detail: m }))
+            }
+        };
+        let digest = Digest::of(&bytes);
+        let label = format!("manifest {name}:{reference}");
+        if let Some(want) = expect.filter(|w| *w != digest) {
+            tracing::warn!(%label, %want, got = %digest, "manifest digest mismatch");
+            return Ok(Lookup::Refused(Refusal::Verification {
+                file: label,
+                reason: format!("upstream manifest hashes to {digest}, expected {want}"),
+            }));
+        }
+        if let Err(reason) = parse_manifest(&bytes) {
+            return Ok(Lookup::Refused(Refusal::Verification { file: label, reason }));
+        }
+        let store = self.store.clone();
+        let size = bytes.len() as u64;
+        let rec = ManifestRecord { content_type: content_type.clone(), size };
+        self.blocking(move || {
+            let written = store.write_blob(&bytes)?;
+            debug_assert_eq!(written, digest);
+            store.put_oci_manifest(&digest, &rec)
+        })
+        .await?;
+        Ok(Lookup::Found(ManifestDoc { digest, content_type, size }))
+    }
+
+    /// Records the blobs of a verified manifest as belonging to `name` and starts fetching them.
+    async fn record_layers(&self, name: &OllamaName, doc: &ManifestDoc) -> Result<(), MirrorError> {
+        let (store, name2, digest) = (self.store.clone(), name.clone(), doc.digest);
+        let layers = self
+            .blocking(move || {
+                let bytes = store.read_small_blob(&digest, MAX_MANIFEST as u64)?;
+                let layers = parse_manifest(&bytes)
+                    .map_err(|detail| MirrorError::Corrupt { key: digest.to_string(), detail })?;
+                let mut out = Vec::new();
+                for (d, mut rec) in layers {
+                    rec.manifest = digest;
+                    if store.get_layer(&name2, &d)?.is_none() {
+                        store.put_layer(&name2, &d, &rec)?;
+                    }
+                    out.push((d, rec));
+                }
+                Ok(out)
+            })
+            .await?;
+        for (d, rec) in layers {
+            // Prefetch: a pull HEADs and GETs every blob next; starting now hides upstream latency.
+            let _ = self.blob_flight(name, &d, &rec);
+        }
+        Ok(())
+    }
+
+    /// The bytes of a verified manifest (small; read whole).
+    pub async fn read_manifest(&self, doc: &ManifestDoc) -> Result<Vec<u8>, MirrorError> {
+        let (store, digest) = (self.store.clone(), doc.digest);
+        self.blocking(move || store.read_small_blob(&digest, MAX_MANIFEST as u64)).await
+    }
+
+    /// A blob of `name`: its declared size and state, starting its fetch if needed and waiting at
+    /// most `wait` for it.
+    pub async fn ollama_blob(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        wait: Duration,
+    ) -> Result<Lookup<BlobInfo>, MirrorError> {
+        if !self.policy.ollama_name_allowed(name) {
+            return Ok(Lookup::Refused(Refusal::NotApproved { name: name.to_string() }));
+        }
+        let Some(layer) = self.store.get_layer(name, digest)? else {
+            return Ok(Lookup::RepoNotFound(format!(
+                "{digest} is not listed by any approved manifest of {name}; pull the manifest first"
+            )));
+        };
+        if let Some(r) = self.store.get_blob_refusal(digest)? {
+            return Ok(Lookup::Refused(r));
+        }
+        let flight = self.blob_flight(name, digest, &layer);
+        let state = match flight.wait(wait).await {
+            Waited::Done(f) => match Mirror::settle(f)? {
+                Lookup::Found(state) => state,
+                Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
+                _ => return Err(MirrorError::Task("unexpected fetch outcome".into())),
+            },
+            Waited::Running { eta_secs } => FileState::Pending { retry_after: eta_secs.clamp(1, 30) },
+            Waited::Lost => return Err(MirrorError::Task("fetch task failed".into())),
+        };
+        Ok(Lookup::Found(BlobInfo { size: layer.size, state }))
+    }
+
+    fn blob_flight(&self, name: &OllamaName, digest: &Digest, layer: &LayerRecord) -> crate::flight::Flight<Fetched> {
+        let store = self.store.clone();
+        let d = *digest;
+        let settled = move || match store.get_blob_record(&d) {
+            Ok(Some(rec)) if store.has_blob(&d) => Some(Fetched::Ready(rec)),
+            _ => match store.get_blob_refusal(&d) {
+                Ok(Some(r)) => Some(Fetched::Refused(r)),
+                _ => None,
+            },
+        };
+        let (store, oci, name, size) = (self.store.clone(), self.oci.clone(), name.clone(), layer.size);
+        self.blob_flights.join(d, settled, move |progress| fetch_blob(store, oci, name, d, size, progress))
+    }
+
+    /// Checks in the background whether upstream moved a pinned tag; records drift for review.
+    /// At most once per tag TTL.
+    fn check_drift(&self, name: &OllamaName, tag: &Tag, pin: Digest) {
+        let last = self.store.get_tag(name, tag).ok().flatten();
+        if last.is_some_and(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl) {
+            return;
+        }
+        let (store, oci, name, tag) = (self.store.clone(), self.oci.clone(), name.clone(), tag.clone());
+        self.rt.spawn(async move {
+            let answer = oci.manifest(&name, &Reference::Tag(tag.clone())).await;
+            let Ok(ManifestAnswer::Found { bytes, .. }) = answer else { return };
+            let upstream = Digest::of(&bytes);
+            let _ = tokio::task::spawn_blocking(move || {
+                store.put_tag(&name, &tag, upstream)?;
+                if upstream != pin {
+                    let label = format!("{name}:{tag}");
+                    tracing::warn!(name = %label, %pin, %upstream, "upstream tag moved away from its pin; serving the pin");
+                    store.put_drift(&DriftRecord { name: label, pinned: pin, upstream, seen_at: now_unix() })?;
+                }
+                Ok::<(), MirrorError>(())
+            })
+            .await;
+        });
+    }
+}
+
+/// Fetches one blob through the shared pipeline and records the outcome.
+async fn fetch_blob(
+    store: Arc<Store>,
+    oci: Arc<OciUpstream>,
+    name: OllamaName,
+    digest: Digest,
+    size: u64,
+    progress: Arc<Progress>,
+) -> Fetched {
+    let task = FetchTask {
+        store: store.clone(),
+        open: Box::new(move |offset| {
+            let (oci, name) = (oci.clone(), name.clone());
+            Box::pin(async move { oci.open_blob(&name, &digest, offset).await })
+        }),
+        label: digest.to_string(),
+        size,
+        expect: Expect::Sha256(digest),
+    };
+    match task.run(&progress).await {
+        Ok(Ok(promoted)) => {
+            let rec = FileRecord { digest: promoted.digest, size, etag: digest.hex(), scan: promoted.scan };
+            let rec2 = rec.clone();
+            match tokio::task::spawn_blocking(move || store.put_blob_record(&rec2)).await {
+                Ok(Ok(())) => Fetched::Ready(rec),
+                _ => Fetched::Failed("could not record the verified blob (see server log)".into()),
+            }
+        }
+        Ok(Err(reason)) => {
+            tracing::warn!(%digest, %reason, "blob refused");
+            let refusal = Refusal::Verification { file: digest.to_string(), reason };
+            let r = refusal.clone();
+            let put = tokio::task::spawn_blocking(move || store.put_blob_refusal(&digest, &r)).await;
+            if !matches!(put, Ok(Ok(()))) {
+                tracing::error!("could not record a refusal; it will be re-checked on the next request");
+            }
+            Fetched::Refused(refusal)
+        }
+        Err(e) => Fetched::from_error(e, &digest.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_checked() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let good = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"c","digest":"{d}","size":2}},"layers":[{{"mediaType":"application/vnd.ollama.image.model","digest":"{d}","size":10}}]}}"#
+        );
+        assert_eq!(parse_manifest(good.as_bytes()).unwrap().len(), 2);
+        assert!(parse_manifest(b"{}").is_err());
+        assert!(parse_manifest(good.replace("sha256:", "md5:").as_bytes()).is_err());
+        assert!(parse_manifest(good.replace("\"size\":10", "\"size\":99999999999999999").as_bytes()).is_err());
+        assert!(parse_manifest(good.replace("schemaVersion\":2", "schemaVersion\":1").as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,788 @@
+//! The audit log: an append-only file of JSON lines, each entry hash-chained to the line before it
+//! and signed with the mirror's own key.
+//!
+//! One line is the canonical JSON (keys sorted, no whitespace) of
+//! `{"event":{"kind":…,…},"key":KEYID,"prev":HEX,"seq":N,"sig":HEX,"time":RFC3339}` followed by
+//! `\n`, where
+//! - `seq` is the line number, starting at 1;
+//! - `prev` is the hex sha256 of the previous line's bytes (without its newline), or 64 zeros on
+//!   the first line;
+//! - `sig` is the Ed25519 signature, by the key whose id is `key`, over `airlock-audit-v1\n`
+//!   followed by the canonical JSON of the entry without `sig`.
+//!
+//! So editing any byte breaks that line's signature or canonical form, and deleting or reordering
+//! lines breaks `seq` and `prev`; [`verify`] reports the first line where that shows. What the
+//! chain alone cannot show is lines cut off the *end*: compare [`VerifyOutcome::head`] with a copy
+//! kept elsewhere for that.
+//!
+//! One process owns the file: [`AuditLog`] serialises its own writers through a mutex, but two
+//! processes appending to one log would fork the chain. Every append is fsynced before it returns,
+//! and all calls block, so async callers run them under `spawn_blocking`.
+
+use crate::approval::{ApprovalId, Source};
+use crate::canonical;
+use crate::error::SigningError;
+use crate::keys::{KeyId, KeyPair, PublicKey};
+use crate::timestamp::Timestamp;
+use ed25519_dalek::Signature;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Digest as _;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use verifier::Digest;
+
+/// Longest line the log accepts or reads, newline excluded. Entries are a few hundred bytes; the
+/// bound keeps a damaged or hostile log from exhausting memory.
+pub const MAX_LINE: usize = 64 * 1024;
+
+const DOMAIN: &[u8] = b"airlock-audit-v1\n";
+
+/// Something worth a line in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// An approval record was written or imported.
+    Approval {
+        /// Its id.
+        approval: ApprovalId,
+        /// Hugging Face or Ollama.
+        source: Source,
+        /// The approved name.
+        name: String,
+        /// The pinned commit or manifest digest.
+        revision: String,
+        /// The approver.
+        approved_by: String,
+    },
+    /// A pending request was denied.
+    Denial {
+        /// The request's id.
+        request: String,
+        /// What was asked for.
+        name: String,
+        /// Why, as the client will see it.
+        reason: String,
+        /// Who denied it.
+        denied_by: String,
+    },
+    /// A client was refused (not approved, typosquat, licence, verification, revoked).
+    Refusal {
+        /// The client (address, and token name if any).
+        client: String,
+        /// What it asked for.
+        name: String,
+        /// The revision it asked for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
+        /// The refusal as the client saw it.
+        reason: String,
+    },
+    /// A client asked for something not approved and a review request was recorded.
+    Request {
+        /// The request's id.
+        request: String,
+        /// The client.
+        client: String,
+        /// What it asked for.
+        name: String,
+        /// The revision it asked for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
+    },
+    /// Bytes were served to a client.
+    Download {
+        /// The client.
+        client: String,
+        /// The artifact's name.
+        name: String,
+        /// The commit or manifest digest served.
+        revision: String,
+        /// The file (repo path or layer).
+        file: String,
+        /// The sha256 of the bytes served.
+        digest: Digest,
+        /// The approval that covered them, if one did (config allow rules have none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<ApprovalId>,
+    },
+    /// An approval was revoked.
+    Revocation {
+        /// The approval.
+        approval: ApprovalId,
+        /// Why.
+        reason: String,
+        /// Who revoked it.
+        revoked_by: String,
+    },
+    /// The configuration was loaded or reloaded.
+    ConfigReload {
+        /// The sha256 of the configuration file's bytes.
+        sha256: Digest,
+    },
+}
+
+/// One parsed line of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The line number, from 1.
+    pub seq: u64,
+    /// When the event happened, as the writer said.
+    pub time: Timestamp,
+    /// The key that signed the line.
+    pub key: KeyId,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+/// The wire form of a line. The event stays untyped so that [`verify`] checks lines whose event
+/// kinds this build does not know.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    event: Value,
+    key: KeyId,
+    prev: String,
+    seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
+    time: Timestamp,
+}
+
+fn to_value<T: Serialize>(t: &T) -> Result<Value, SigningError> {
+    serde_json::to_value(t).map_err(SigningError::Encode)
+}
+
+impl RawEntry {
+    /// `DOMAIN` followed by the canonical bytes of the entry without `sig`.
+    fn signed_message(&self) -> Result<Vec<u8>, SigningError> {
+        let mut v = to_value(self)?;
+        if let Value::Object(map) = &mut v {
+            map.remove("sig");
+        }
+        let mut m = DOMAIN.to_vec();
+        m.extend_from_slice(&canonical::bytes(v)?);
+        Ok(m)
+    }
+}
+
+/// Where and how a log fails to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The 1-based line number.
+    pub line: u64,
+    /// What is wrong there.
+    pub kind: ProblemKind,
+}
+
+/// What is wrong with a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// Longer than [`MAX_LINE`] bytes.
+    TooLong,
+    /// The last line has no newline: a write was cut short.
+    Incomplete,
+    /// Not an audit entry (not JSON, or missing or extra fields).
+    NotAnEntry {
+        /// The parser's message.
+        detail: String,
+    },
+    /// Parses, but its bytes are not the canonical form the writer produces: edited.
+    NotCanonical,
+    /// `seq` is not the line number: lines were deleted, reordered or duplicated.
+    Sequence {
+        /// The line number.
+        expected: u64,
+        /// The entry's `seq`.
+        found: u64,
+    },
+    /// `prev` is not the hash of the previous line: that line was changed, or lines were deleted
+    /// or reordered.
+    BrokenChain,
+    /// Signed by a key that is not trusted.
+    UnknownKey {
+        /// The key id the line names.
+        key: KeyId,
+    },
+    /// The signature does not match: the line was edited.
+    BadSignature {
+        /// The key id the line names.
+        key: KeyId,
+    },
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProblemKind::TooLong => write!(f, "longer than {MAX_LINE} bytes; not written by Airlock"),
+            ProblemKind::Incomplete => write!(f, "incomplete last line (no newline): a torn write"),
+            ProblemKind::NotAnEntry { detail } => write!(f, "not an audit entry: {detail}"),
+            ProblemKind::NotCanonical => {
+                write!(f, "not in the form Airlock writes: the line was edited")
+            }
+            ProblemKind::Sequence { expected, found } if found > expected => write!(
+                f,
+                "entry {expected} is missing (found entry {found} here): a line was deleted or lines were reordered"
+            ),
+            ProblemKind::Sequence { expected, found } => write!(
+                f,
+                "entry {found} is out of place (expected entry {expected}): lines were reordered or duplicated"
+            ),
+            ProblemKind::BrokenChain => write!(
+                f,
+                "does not chain to the line before it: that line was edited, or lines were deleted or reordered"
+            ),
+            ProblemKind::UnknownKey { key } => {
+                write!(f, "signed by key {key}, which is not a trusted audit key")
+            }
+            ProblemKind::BadSignature { key } => {
+                write!(f, "signature by key {key} does not verify: the line was edited")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.kind)
+    }
+}
+
+/// The last entry of a verified log, to keep elsewhere: the chain cannot show lines removed from
+/// the end, a recorded head can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Its `seq`.
+    pub seq: u64,
+    /// The sha256 of its line (what the next line's `prev` will be).
+    pub sha256: Digest,
+}
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOutcome {
+    /// No problem found.
+    pub ok: bool,
+    /// Entries that verified, from the top, before the first problem (all of them when `ok`).
+    pub entries: u64,
+    /// The first problem, if any; checking stops there.
+    pub first_problem: Option<Problem>,
+    /// The last good entry.
+    pub head: Option<Head>,
+}
+
+/// A writer for one log file.
+pub struct AuditLog {
+    path: PathBuf,
+    key: KeyPair,
+    key_id: KeyId,
+    tail: Mutex<Tail>,
+}
+
+struct Tail {
+    file: File,
+    /// `seq` of the last entry (0 for an empty log).
+    seq: u64,
+    /// sha256 of the last line.
+    prev: [u8; 32],
+    /// File length after the last complete line.
+    len: u64,
+    /// A failed write could not be rolled back.
+    broken: bool,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log at `path` for appending entries signed with `key`.
+    ///
+    /// Reads only the last line, to continue its `seq` and chain: the whole chain is checked by
+    /// [`verify`], not here. A last line without a newline (a crash mid-write) is reported as
+    /// [`SigningError::TornTail`] and the log is not opened: extending it would bury the damage.
+    pub fn open(path: &Path, key: KeyPair) -> Result<Self, SigningError> {
+        let io = |source| SigningError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let (seq, prev) = if len == 0 {
+            (0, [0u8; 32])
+        } else {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+            file.read_exact(&mut last).map_err(io)?;
+            if last[0] != b'\n' {
+                let offset = last_newline_before(&mut file, len).map_err(io)?.map_or(0, |p| p + 1);
+                return Err(SigningError::TornTail {
+                    path: path.to_owned(),
+                    offset,
+                });
+            }
+            let start = last_newline_before(&mut file, len - 1)
+                .map_err(io)?
+                .map_or(0, |p| p + 1);
+            let problem = |kind| -> Result<SigningError, SigningError> {
+                // Only on this error path is it worth counting lines, to say which one.
+                let line = count_lines(path)?;
+                Ok(SigningError::AuditEntry {
+                    path: path.to_owned(),
+                    problem: Problem { line, kind },
+                })
+            };
+            let line_len = len - 1 - start;
+            if line_len > MAX_LINE as u64 {
+                return Err(problem(ProblemKind::TooLong)?);
+            }
+            let mut line = vec![0u8; line_len as usize];
+            file.seek(SeekFrom::Start(start)).map_err(io)?;
+            file.read_exact(&mut line).map_err(io)?;
+            let raw: RawEntry = match serde_json::from_slice(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(problem(ProblemKind::NotAnEntry {
+                        detail: e.to_string(),
+                    })?)
+                }
+            };
+            (raw.seq, sha256(&line))
+        };
+        Ok(AuditLog {
+            path: path.to_owned(),
+            key_id: key.public().id(),
+            key,
+            tail: Mutex::new(Tail {
+                file,
+                seq,
+                prev,
+                len,
+                broken: false,
+            }),
+        })
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `event` at `time`, fsyncs, and returns the entry's `seq`. Safe to call from many
+    /// threads of this process at once; entries are written one at a time, in `seq` order.
+    pub fn append(&self, event: &AuditEvent, time: Timestamp) -> Result<u64, SigningError> {
+        let broken = || SigningError::LogBroken {
+            path: self.path.clone(),
+        };
+        // A poisoned lock means a writer panicked mid-append; the tail may not match the file.
+        let mut tail = self.tail.lock().map_err(|_| broken())?;
+        if tail.broken {
+            return Err(broken());
+        }
+        let seq = tail.seq + 1;
+        let mut raw = RawEntry {
+            event: to_value(event)?,
+            key: self.key_id.clone(),
+            prev: hex::encode(tail.prev),
+            seq,
+            sig: None,
+            time,
+        };
+        let signature = self.key.sign(&raw.signed_message()?);
+        raw.sig = Some(hex::encode(signature.to_bytes()));
+        let mut line = canonical::bytes(to_value(&raw)?)?;
+        if line.len() > MAX_LINE {
+            return Err(SigningError::EntryTooLarge {
+                len: line.len(),
+                limit: MAX_LINE,
+            });
+        }
+        let hash = sha256(&line);
+        line.push(b'\n');
+        let written = tail
+            .file
+            .write_all(&line)
+            .and_then(|()| tail.file.sync_data());
+        if let Err(source) = written {
+            // Cut back to the last complete line, so a failed append leaves no torn line that the
+            // next append would bury. If even that fails, stop writing altogether.
+            let old = tail.len;
+            if tail
+                .file
+                .set_len(old)
+                .and_then(|()| tail.file.sync_data())
+                .is_err()
+            {
+                tail.broken = true;
+            }
+            return Err(SigningError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        tail.len += line.len() as u64;
+        tail.seq = seq;
+        tail.prev = hash;
+        Ok(seq)
+    }
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("key", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the whole log at `path`: every line canonical, numbered, chained and signed by one of
+/// `trusted`. Stops at the first problem and says which line. An I/O failure is an error; a bad
+/// log is an `Ok` outcome with `ok: false`.
+pub fn verify(path: &Path, trusted: &[PublicKey]) -> Result<VerifyOutcome, SigningError> {
+    let mut lines = open_lines(path)?;
+    let mut prev = [0u8; 32];
+    let mut head = None;
+    let mut entries = 0;
+    while let Some((line_no, raw)) = lines.next_line().map_err(|source| SigningError::Io {
+        path: path.to_owned(),
+        source,
+    })? {
+        let checked = match raw {
+            RawLine::TooLong => Err(ProblemKind::TooLong),
+            RawLine::Incomplete => Err(ProblemKind::Incomplete),
+            RawLine::Complete(bytes) => check_line(&bytes, line_no, &prev, trusted).map(|()| bytes),
+        };
+        match checked {
+            Ok(bytes) => {
+                prev = sha256(&bytes);
+                entries += 1;
+                head = Some(Head {
+                    seq: line_no,
+                    sha256: Digest::from_bytes(prev),
+                });
+            }
+            Err(kind) => {
+                return Ok(VerifyOutcome {
+                    ok: false,
+                    entries,
+                    first_problem: Some(Problem {
+                        line: line_no,
+                        kind,
+                    }),
+                    head,
+                })
+            }
+        }
+    }
+    Ok(VerifyOutcome {
+        ok: true,
+        entries,
+        first_problem: None,
+        head,
+    })
+}
+
+fn check_line(
+    bytes: &[u8],
+    line_no: u64,
+    prev: &[u8; 32],
+    trusted: &[PublicKey],
+) -> Result<(), ProblemKind> {
+    let raw: RawEntry = serde_json::from_slice(bytes).map_err(|e| ProblemKind::NotAnEntry {
+        detail: e.to_string(),
+    })?;
+    // Canonical form first: any edit that keeps the JSON meaning (spacing, key order, escapes,
+    // another spelling of the time) is still an edit.
+    let again = to_value(&raw)
+        .and_then(canonical::bytes)
+        .map_err(|_| ProblemKind::NotCanonical)?;
+    if again != bytes {
+        return Err(ProblemKind::NotCanonical);
+    }
+    if raw.seq != line_no {
+        return Err(ProblemKind::Sequence {
+            expected: line_no,
+            found: raw.seq,
+        });
+    }
+    if raw.prev != hex::encode(prev) {
+        return Err(ProblemKind::BrokenChain);
+    }
+    let bad_sig = || ProblemKind::BadSignature {
+        key: raw.key.clone(),
+    };
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(raw.sig.as_deref().unwrap_or(""), &mut sig).map_err(|_| bad_sig())?;
+    let signature = Signature::from_bytes(&sig);
+    let message = raw.signed_message().map_err(|_| bad_sig())?;
+    let mut known = false;
+    for key in trusted.iter().filter(|k| k.id() == raw.key) {
+        known = true;
+        if key.verifies(&message, &signature) {
+            return Ok(());
+        }
+    }
+    if known {
+        Err(bad_sig())
+    } else {
+        Err(ProblemKind::UnknownKey {
+            key: raw.key.clone(),
+        })
+    }
+}
+
+/// The raw lines of the log whose `time` is at or after `since` (all lines without it), for
+/// `airlock audit export`. Lines are passed through byte for byte, so an export can be verified
+/// like the log when it starts at line 1. Nothing is verified here: run [`verify`] for that.
+pub fn export(path: &Path, since: Option<Timestamp>) -> Result<Export, SigningError> {
+    Ok(Export {
+        lines: open_lines(path)?,
+        path: path.to_owned(),
+        since,
+        done: false,
+    })
+}
+
+/// Iterator returned by [`export`].
+pub struct Export {
+    lines: Lines<BufReader<File>>,
+    path: PathBuf,
+    since: Option<Timestamp>,
+    done: bool,
+}
+
+impl Iterator for Export {
+    type Item = Result<String, SigningError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        #[derive(Deserialize)]
+        struct TimeOnly {
+            time: Timestamp,
+        }
+        while !self.done {
+            let (line_no, bytes) = match next_complete(&mut self.lines, &self.path) {
+                Ok(Some(l)) => l,
+                Ok(None) => return None,
+                Err(e) => {
+                    // After a bad line there is no reliable way on: report it and stop.
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            let parsed = serde_json::from_slice::<TimeOnly>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    String::from_utf8(bytes).map(|s| (t.time, s)).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok((time, line)) if self.since.map_or(true, |s| time >= s) => return Some(Ok(line)),
+                Ok(_) => continue,
+                Err(detail) => {
+                    self.done = true;
+                    return Some(Err(entry_error(&self.path, line_no, ProblemKind::NotAnEntry { detail })));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The log's entries, parsed (signatures not checked: run [`verify`] first).
+pub fn entries(path: &Path) -> Result<Entries, SigningError> {
+    Ok(Entries {
+        lines: open_lines(path)?,
+        path: path.to_owned(),
+        done: false,
+    })
+}
+
+/// Iterator returned by [`entries`].
+pub struct Entries {
+    lines: Lines<BufReader<File>>,
+    path: PathBuf,
+    done: bool,
+}
+
+impl Iterator for Entries {
+    type Item = Result<AuditEntry, SigningError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let parsed = next_complete(&mut self.lines, &self.path).and_then(|line| {
+            let Some((line_no, bytes)) = line else {
+                return Ok(None);
+            };
+            let not_entry = |e: serde_json::Error| {
+                entry_error(&self.path, line_no, ProblemKind::NotAnEntry { detail: e.to_string() })
+            };
+            let raw: RawEntry = serde_json::from_slice(&bytes).map_err(not_entry)?;
+            let event: AuditEvent = serde_json::from_value(raw.event).map_err(not_entry)?;
+            Ok(Some(AuditEntry {
+                seq: raw.seq,
+                time: raw.time,
+                key: raw.key,
+                event,
+            }))
+        });
+        match parsed {
+            Ok(Some(entry)) => Some(Ok(entry)),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Every download the log records as covered by `approval`, oldest first: who received the bytes
+/// of an approval that is being revoked.
+pub fn downloads_of(path: &Path, approval: &ApprovalId) -> Result<Vec<AuditEntry>, SigningError> {
+    let mut out = Vec::new();
+    for entry in entries(path)? {
+        let entry = entry?;
+        if matches!(&entry.event, AuditEvent::Download { approval: Some(a), .. } if a == approval) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+fn entry_error(path: &Path, line: u64, kind: ProblemKind) -> SigningError {
+    SigningError::AuditEntry {
+        path: path.to_owned(),
+        problem: Problem { line, kind },
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn open_lines(path: &Path) -> Result<Lines<BufReader<File>>, SigningError> {
+    let file = File::open(path).map_err(|source| SigningError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Lines {
+        reader: BufReader::new(file),
+        line_no: 0,
+    })
+}
+
+/// The next complete line, or the problem that stops reading.
+fn next_complete(
+    lines: &mut Lines<BufReader<File>>,
+    path: &Path,
+) -> Result<Option<(u64, Vec<u8>)>, SigningError> {
+    let next = lines.next_line().map_err(|source| SigningError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    match next {
+        None => Ok(None),
+        Some((n, RawLine::Complete(bytes))) => Ok(Some((n, bytes))),
+        Some((n, RawLine::TooLong)) => Err(entry_error(path, n, ProblemKind::TooLong)),
+        Some((n, RawLine::Incomplete)) => Err(entry_error(path, n, ProblemKind::Incomplete)),
+    }
+}
+
+enum RawLine {
+    Complete(Vec<u8>),
+    /// Over [`MAX_LINE`]; its bytes were skipped, not kept.
+    TooLong,
+    /// End of file before the newline.
+    Incomplete,
+}
+
+/// Splits a reader into lines of at most [`MAX_LINE`] bytes, never holding more than that.
+struct Lines<R> {
+    reader: R,
+    line_no: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn next_line(&mut self) -> std::io::Result<Option<(u64, RawLine)>> {
+        let mut buf = Vec::new();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let avail = self.reader.fill_buf()?;
+            if avail.is_empty() {
+                if !any {
+                    return Ok(None);
+                }
+                self.line_no += 1;
+                let raw = if too_long {
+                    RawLine::TooLong
+                } else {
+                    RawLine::Incomplete
+                };
+                return Ok(Some((self.line_no, raw)));
+            }
+            any = true;
+            let (chunk, consumed, ends) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (&avail[..i], i + 1, true),
+                None => (avail, avail.len(), false),
+            };
+            if !too_long {
+                if buf.len() + chunk.len() > MAX_LINE {
+                    too_long = true;
+                    buf = Vec::new();
+                } else {
+                    buf.extend_from_slice(chunk);
+                }
+            }
+            self.reader.consume(consumed);
+            if ends {
+                self.line_no += 1;
+                let raw = if too_long {
+                    RawLine::TooLong
+                } else {
+                    RawLine::Complete(buf)
+                };
+                return Ok(Some((self.line_no, raw)));
+            }
+        }
+    }
+}
+
+/// Position of the last `\n` before byte `end`, scanning backwards in bounded chunks.
+fn last_newline_before(file: &mut File, end: u64) -> std::io::Result<Option<u64>> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut hi = end;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while hi > 0 {
+        let lo = hi.saturating_sub(CHUNK);
+        let n = (hi - lo) as usize;
+        file.seek(SeekFrom::Start(lo))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(lo + i as u64));
+        }
+        hi = lo;
+    }
+    Ok(None)
+}
+
+/// Number of lines (the last one counted even without its newline).
+fn count_lines(path: &Path) -> Result<u64, SigningError> {
+    let mut lines = open_lines(path)?;
+    let mut n = 0;
+    while let Some((line_no, _)) = lines.next_line().map_err(|source| SigningError::Io {
+        path: path.to_owned(),
+        source,
+    })? {
+        n = line_no;
+    }
+    Ok(n)
+}

@@ -1,0 +1,122 @@
+//! The one place where engine outcomes become OCI-distribution error responses:
+//! `{"errors":[{"code","message"}]}` with the status each code is registered with. Refusals are
+//! `403 DENIED` (ollama shows any non-404 body to the user; a 404 loses the text and a 401 starts
+//! its token flow). Internal detail is logged here and never sent.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use mirror::{MirrorError, Refusal};
+use std::fmt;
+
+/// An OCI-protocol error answer.
+#[derive(Debug)]
+pub enum OciError {
+    /// Airlock refuses the name or its bytes.
+    Denied(Refusal),
+    /// No such manifest (upstream says so).
+    ManifestUnknown(String),
+    /// No such blob under this name.
+    BlobUnknown(String),
+    /// Malformed name.
+    NameInvalid(String),
+    /// Malformed digest.
+    DigestInvalid(String),
+    /// Push, delete and other operations a read-only mirror does not do.
+    Unsupported,
+    /// A path that is not part of the API.
+    NotFound,
+    /// Still fetching and verifying.
+    Pending {
+        /// Seconds.
+        retry_after: u64,
+    },
+    /// A `Range` outside the blob.
+    RangeNotSatisfiable {
+        /// The blob size.
+        size: u64,
+    },
+    /// The engine failed.
+    Mirror(MirrorError),
+}
+
+impl From<MirrorError> for OciError {
+    fn from(e: MirrorError) -> Self {
+        OciError::Mirror(e)
+    }
+}
+
+impl fmt::Display for OciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (_, code, msg) = self.parts();
+        write!(f, "{code}: {msg}")
+    }
+}
+
+impl OciError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            OciError::Denied(r) => (StatusCode::FORBIDDEN, "DENIED", r.to_string()),
+            OciError::ManifestUnknown(m) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", m.clone()),
+            OciError::BlobUnknown(m) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN", m.clone()),
+            OciError::NameInvalid(m) => (StatusCode::BAD_REQUEST, "NAME_INVALID", m.clone()),
+            OciError::DigestInvalid(m) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID", m.clone()),
+            OciError::Unsupported => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "airlock is a read-only mirror".into(),
+            ),
+            OciError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "no such registry route".into()),
+            OciError::Pending { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("airlock is fetching and verifying this blob; retry in {retry_after}s"),
+            ),
+            OciError::RangeNotSatisfiable { size } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "RANGE_INVALID",
+                format!("range outside the blob's {size} bytes"),
+            ),
+            OciError::Mirror(MirrorError::Upstream(m)) => {
+                (StatusCode::BAD_GATEWAY, "UNAVAILABLE", format!("airlock: upstream error: {m}"))
+            }
+            OciError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("airlock: upstream busy; retry in {retry_after_secs}s"),
+            ),
+            OciError::Mirror(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "airlock: internal error (see server log)".into(),
+            ),
+        }
+    }
+}
+
+impl ResponseError for OciError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code, message) = self.parts();
+        match self {
+            OciError::Mirror(e) if status.is_server_error() => tracing::warn!(error = %e, "registry request failed"),
+            _ => tracing::debug!(%code, %message, "registry request refused"),
+        }
+        let mut resp = HttpResponse::build(status);
+        match self {
+            OciError::Pending { retry_after } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            OciError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            OciError::RangeNotSatisfiable { size } => {
+                resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            _ => {}
+        }
+        resp.json(serde_json::json!({ "errors": [{ "code": code, "message": message }] }))
+    }
+}

@@ -200,7 +200,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AIRLOCK_HF_TOKEN", "huggingface.token"),
     ("AIRLOCK_HF_TOKEN_FILE", "huggingface.token_file"),
     ("AIRLOCK_OLLAMA_UPSTREAM", "ollama.upstream"),
-    ("AIRLOCK_OLLAMA_REDIRECT_HOSTS", "ollama.redirect_hosts (comma-separated)"),
+    (
+        "AIRLOCK_OLLAMA_REDIRECT_HOSTS",
+        "ollama.redirect_hosts (comma-separated)",
+    ),
     ("AIRLOCK_OLLAMA_TOKEN", "ollama.token"),
     ("AIRLOCK_OLLAMA_TOKEN_FILE", "ollama.token_file"),
     ("AIRLOCK_OLLAMA_BLOB_URL", "ollama.blob_url"),
@@ -276,24 +279,36 @@ impl Config {
                 }
             };
         }
-        read_token(&mut cfg.huggingface.token, cfg.huggingface.token_file.as_deref())?;
+        read_token(
+            &mut cfg.huggingface.token,
+            cfg.huggingface.token_file.as_deref(),
+        )?;
         read_token(&mut cfg.ollama.token, cfg.ollama.token_file.as_deref())?;
         Ok(cfg)
     }
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Fills `token` from `file` (first line) unless a token was given directly.
 fn read_token(token: &mut Option<Secret>, file: Option<&Path>) -> Result<(), MirrorError> {
     if let (None, Some(path)) = (token.as_ref(), file) {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| MirrorError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MirrorError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let value = text.lines().next().unwrap_or("").trim().to_owned();
         if value.is_empty() {
-            return Err(MirrorError::Config(format!("{}: token file is empty", path.display())));
+            return Err(MirrorError::Config(format!(
+                "{}: token file is empty",
+                path.display()
+            )));
         }
         *token = Some(Secret(value));
     }

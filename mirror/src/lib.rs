@@ -18,12 +18,17 @@ mod refusal;
 mod store;
 mod upstream;
 
-pub use config::{AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS};
+pub use config::{
+    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
+};
 pub use error::MirrorError;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};
-pub use names::{HfRepo, NameError, OllamaName, Reference, RepoId, RepoKind, RepoPath, Revision, RevisionName, Tag};
+pub use names::{
+    HfRepo, NameError, OllamaName, Reference, RepoId, RepoKind, RepoPath, Revision, RevisionName,
+    Tag,
+};
 pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
 pub use policy::{Decision, OllamaDecision, Policy};
 pub use refusal::Refusal;
-pub use store::{DriftRecord, FileRecord, Store};
+pub use store::{DriftRecord, FileRecord, ReindexReport, Store};
 pub use upstream::oci::DOCKER_MANIFEST_V2;

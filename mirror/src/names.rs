@@ -268,17 +268,24 @@ impl<'de> serde::Deserialize<'de> for RepoPath {
 }
 
 fn ollama_part(what: &'static str, s: &str, allow_dot: bool) -> Result<(), NameError> {
-    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.');
+    let ok_char =
+        |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.');
     match s.as_bytes().first() {
         None => Err(NameError::new(what, s, "must not be empty")),
         _ if s.len() > 80 => Err(NameError::new(what, s, "longer than 80 characters")),
-        Some(b) if !(b.is_ascii_alphanumeric() || *b == b'_') => {
-            Err(NameError::new(what, s, "must start with a letter, digit or '_'"))
-        }
+        Some(b) if !(b.is_ascii_alphanumeric() || *b == b'_') => Err(NameError::new(
+            what,
+            s,
+            "must start with a letter, digit or '_'",
+        )),
         _ if !s.bytes().all(ok_char) => Err(NameError::new(
             what,
             s,
-            if allow_dot { "only letters, digits, '_', '-' and '.' are allowed" } else { "only letters, digits, '_' and '-' are allowed" },
+            if allow_dot {
+                "only letters, digits, '_', '-' and '.' are allowed"
+            } else {
+                "only letters, digits, '_' and '-' are allowed"
+            },
         )),
         _ => Ok(()),
     }
@@ -297,7 +304,10 @@ impl OllamaName {
     pub fn new(namespace: &str, model: &str) -> Result<Self, NameError> {
         ollama_part("namespace", namespace, false)?;
         ollama_part("model name", model, true)?;
-        Ok(OllamaName { namespace: namespace.to_owned(), model: model.to_owned() })
+        Ok(OllamaName {
+            namespace: namespace.to_owned(),
+            model: model.to_owned(),
+        })
     }
     /// The namespace (`library`).
     pub fn namespace(&self) -> &str {
@@ -309,7 +319,11 @@ impl OllamaName {
     }
     /// Case-folded key: ollama matches names case-insensitively.
     pub(crate) fn index_key(&self) -> String {
-        format!("ollama/{}/{}", self.namespace.to_ascii_lowercase(), self.model.to_ascii_lowercase())
+        format!(
+            "ollama/{}/{}",
+            self.namespace.to_ascii_lowercase(),
+            self.model.to_ascii_lowercase()
+        )
     }
 }
 
@@ -356,7 +370,9 @@ impl Reference {
         if s.contains(':') {
             s.parse::<verifier::Digest>()
                 .map(Reference::Digest)
-                .map_err(|_| NameError::new("digest", s, "only sha256:<64 hex> digests are supported"))
+                .map_err(|_| {
+                    NameError::new("digest", s, "only sha256:<64 hex> digests are supported")
+                })
         } else {
             Tag::parse(s).map(Reference::Tag)
         }
@@ -380,11 +396,22 @@ mod tests {
     fn ollama_names() {
         assert!(OllamaName::new("library", "llama3.1").is_ok());
         assert!(OllamaName::new("my_ns", "m-1").is_ok());
-        for (ns, m) in [("", "x"), ("a.b", "x"), ("a", ""), ("a", ".x"), ("a", "x/y"), ("a:b", "x"), ("a", &"x".repeat(81))] {
+        for (ns, m) in [
+            ("", "x"),
+            ("a.b", "x"),
+            ("a", ""),
+            ("a", ".x"),
+            ("a", "x/y"),
+            ("a:b", "x"),
+            ("a", &"x".repeat(81)),
+        ] {
             assert!(OllamaName::new(ns, m).is_err(), "{ns}/{m} accepted");
         }
         assert!(matches!(Reference::parse("8b"), Ok(Reference::Tag(_))));
-        assert!(matches!(Reference::parse(&format!("sha256:{}", "a".repeat(64))), Ok(Reference::Digest(_))));
+        assert!(matches!(
+            Reference::parse(&format!("sha256:{}", "a".repeat(64))),
+            Ok(Reference::Digest(_))
+        ));
         assert!(Reference::parse("sha512:00").is_err());
         assert!(Reference::parse("..").is_err());
     }

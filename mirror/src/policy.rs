@@ -78,7 +78,8 @@ impl Policy {
                     ))
                 }
             };
-            let bad = |why: &str| MirrorError::Config(format!("[[policy.allow]] hf = {hf:?}: {why}"));
+            let bad =
+                |why: &str| MirrorError::Config(format!("[[policy.allow]] hf = {hf:?}: {why}"));
             if rule.tag.is_some() || rule.manifest.is_some() {
                 return Err(bad("tag and manifest apply to ollama rules; use revision"));
             }
@@ -124,7 +125,8 @@ impl Policy {
     }
 
     fn ollama_rule(name: &str, rule: &crate::config::AllowRule) -> Result<OllamaRule, MirrorError> {
-        let bad = |why: &str| MirrorError::Config(format!("[[policy.allow]] ollama = {name:?}: {why}"));
+        let bad =
+            |why: &str| MirrorError::Config(format!("[[policy.allow]] ollama = {name:?}: {why}"));
         if rule.revision.is_some() {
             return Err(bad("revision applies to hf rules; use tag and manifest"));
         }
@@ -139,17 +141,30 @@ impl Policy {
             Some(model.to_ascii_lowercase())
         };
         let tag = match &rule.tag {
-            Some(t) => Some(Tag::parse(t).map_err(|e| bad(&e.to_string()))?.as_str().to_ascii_lowercase()),
+            Some(t) => Some(
+                Tag::parse(t)
+                    .map_err(|e| bad(&e.to_string()))?
+                    .as_str()
+                    .to_ascii_lowercase(),
+            ),
             None => None,
         };
         let pin = match &rule.manifest {
             Some(_) if tag.is_none() || model.is_none() => {
                 return Err(bad("a manifest pin needs a model and a tag"))
             }
-            Some(d) => Some(d.parse::<Digest>().map_err(|_| bad("manifest must be sha256:<64 hex>"))?),
+            Some(d) => Some(
+                d.parse::<Digest>()
+                    .map_err(|_| bad("manifest must be sha256:<64 hex>"))?,
+            ),
             None => None,
         };
-        Ok(OllamaRule { namespace: ns.to_ascii_lowercase(), model, tag, pin })
+        Ok(OllamaRule {
+            namespace: ns.to_ascii_lowercase(),
+            model,
+            tag,
+            pin,
+        })
     }
 
     /// Decides for an Ollama reference. A rule that names a tag approves only that tag (and its
@@ -179,7 +194,9 @@ impl Policy {
             (true, _) => OllamaDecision::Refused(Refusal::NotApproved {
                 name: format!("{shown} (other tags of {name} are approved)"),
             }),
-            (false, PolicyMode::Allowlist) => OllamaDecision::Refused(Refusal::NotApproved { name: shown }),
+            (false, PolicyMode::Allowlist) => {
+                OllamaDecision::Refused(Refusal::NotApproved { name: shown })
+            }
         }
     }
 
@@ -188,7 +205,10 @@ impl Policy {
         let ns = name.namespace().to_ascii_lowercase();
         let model = name.model().to_ascii_lowercase();
         self.mode == PolicyMode::Open
-            || self.ollama.iter().any(|r| r.namespace == ns && r.model.as_ref().is_none_or(|m| *m == model))
+            || self
+                .ollama
+                .iter()
+                .any(|r| r.namespace == ns && r.model.as_ref().is_none_or(|m| *m == model))
     }
 
     /// Decides for one repository. The first matching rule wins; an exact rule is listed by the
@@ -323,25 +343,65 @@ mod tests {
         let p = Policy::new(&PolicyConfig {
             mode: PolicyMode::Allowlist,
             allow: vec![
-                AllowRule { ollama: Some("library/llama3".into()), tag: Some("8b".into()), manifest: Some(d.clone()), ..Default::default() },
-                AllowRule { ollama: Some("acme/*".into()), ..Default::default() },
+                AllowRule {
+                    ollama: Some("library/llama3".into()),
+                    tag: Some("8b".into()),
+                    manifest: Some(d.clone()),
+                    ..Default::default()
+                },
+                AllowRule {
+                    ollama: Some("acme/*".into()),
+                    ..Default::default()
+                },
             ],
         })
         .unwrap();
         let n = |ns: &str, m: &str| OllamaName::new(ns, m).unwrap();
         let tag = |t: &str| Reference::parse(t).unwrap();
         let pin: Digest = d.parse().unwrap();
-        assert_eq!(p.decide_ollama(&n("library", "Llama3"), &tag("8B")), OllamaDecision::Allowed { pin: Some(pin) });
-        assert_eq!(p.decide_ollama(&n("library", "llama3"), &Reference::Digest(pin)), OllamaDecision::Allowed { pin: None });
-        assert!(matches!(p.decide_ollama(&n("library", "llama3"), &tag("70b")), OllamaDecision::Refused(_)));
-        assert!(matches!(p.decide_ollama(&n("library", "mistral"), &tag("latest")), OllamaDecision::Refused(_)));
-        assert_eq!(p.decide_ollama(&n("acme", "anything"), &tag("x")), OllamaDecision::Allowed { pin: None });
+        assert_eq!(
+            p.decide_ollama(&n("library", "Llama3"), &tag("8B")),
+            OllamaDecision::Allowed { pin: Some(pin) }
+        );
+        assert_eq!(
+            p.decide_ollama(&n("library", "llama3"), &Reference::Digest(pin)),
+            OllamaDecision::Allowed { pin: None }
+        );
+        assert!(matches!(
+            p.decide_ollama(&n("library", "llama3"), &tag("70b")),
+            OllamaDecision::Refused(_)
+        ));
+        assert!(matches!(
+            p.decide_ollama(&n("library", "mistral"), &tag("latest")),
+            OllamaDecision::Refused(_)
+        ));
+        assert_eq!(
+            p.decide_ollama(&n("acme", "anything"), &tag("x")),
+            OllamaDecision::Allowed { pin: None }
+        );
         assert!(p.ollama_name_allowed(&n("library", "llama3")));
         assert!(!p.ollama_name_allowed(&n("library", "evil")));
-        let bad = |r: AllowRule| Policy::new(&PolicyConfig { mode: PolicyMode::Allowlist, allow: vec![r] }).is_err();
-        assert!(bad(AllowRule { ollama: Some("llama3".into()), ..Default::default() }));
-        assert!(bad(AllowRule { ollama: Some("library/x".into()), manifest: Some(d.clone()), ..Default::default() }));
-        assert!(bad(AllowRule { ollama: Some("library/x".into()), hf: Some("a/b".into()), ..Default::default() }));
+        let bad = |r: AllowRule| {
+            Policy::new(&PolicyConfig {
+                mode: PolicyMode::Allowlist,
+                allow: vec![r],
+            })
+            .is_err()
+        };
+        assert!(bad(AllowRule {
+            ollama: Some("llama3".into()),
+            ..Default::default()
+        }));
+        assert!(bad(AllowRule {
+            ollama: Some("library/x".into()),
+            manifest: Some(d.clone()),
+            ..Default::default()
+        }));
+        assert!(bad(AllowRule {
+            ollama: Some("library/x".into()),
+            hf: Some("a/b".into()),
+            ..Default::default()
+        }));
         assert!(bad(AllowRule::default()));
     }
 }

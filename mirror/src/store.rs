@@ -9,11 +9,13 @@
 //!   verified against.
 //! - `index/` — sled: refs, manifests, file records, refusals. A fast index, rebuildable.
 
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Serialize};
-use verifier::Digest;
+use verifier::{Digest, GitOid};
 
 use crate::error::MirrorError;
 use crate::manifest::Manifest;
@@ -83,6 +85,35 @@ pub struct DriftRecord {
     pub upstream: Digest,
     /// When it was seen (unix seconds).
     pub seen_at: u64,
+}
+
+/// What `airlock reindex` rebuilt.
+#[derive(Debug, Default)]
+pub struct ReindexReport {
+    /// HF commit listings indexed.
+    pub listings: usize,
+    /// Ollama manifests indexed.
+    pub manifests: usize,
+    /// Verified files and blobs indexed.
+    pub files: usize,
+    /// Files that could not be used, with why.
+    pub skipped: Vec<String>,
+}
+
+/// Every `*.json` file under `dir`, recursively (missing dir = none).
+fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), MirrorError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry.map_err(MirrorError::io(dir))?.path();
+        if path.is_dir() {
+            collect_json(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// The store.
@@ -276,6 +307,206 @@ impl Store {
             manifest,
         )
     }
+    /// Records, as a file and in the index, that `name` has the verified manifest `digest` (its
+    /// bytes are a blob). The file is what `airlock reindex` rebuilds the OCI index from. Blocking.
+    pub fn put_name_manifest(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        rec: &ManifestRecord,
+    ) -> Result<(), MirrorError> {
+        let dir = self.manifests.join(name.index_key());
+        std::fs::create_dir_all(&dir).map_err(MirrorError::io(&dir))?;
+        let path = dir.join(format!("{}.json", digest.hex()));
+        if !path.exists() {
+            let tmp = dir.join(format!("{}.json.tmp", digest.hex()));
+            let bytes = serde_json::to_vec_pretty(rec).map_err(|e| MirrorError::Corrupt {
+                key: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            std::fs::write(&tmp, bytes).map_err(MirrorError::io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(MirrorError::io(&path))?;
+        }
+        self.put_oci_manifest(digest, rec)
+    }
+
+    /// Rebuilds the index from the files that are the sources of truth: the listings under
+    /// `manifests/hf/` and `manifests/ollama/` and the blobs themselves. Branch and tag
+    /// resolutions and refusals are not rebuilt: they are asked again (and re-checked) on demand.
+    /// Blocking; run with the server stopped.
+    pub fn rebuild_index(&self) -> Result<ReindexReport, MirrorError> {
+        let mut report = ReindexReport::default();
+        for tree in [
+            &self.refs,
+            &self.manifest_index,
+            &self.files,
+            &self.refusals,
+            &self.oci_tags,
+            &self.oci_manifests,
+            &self.oci_layers,
+            &self.oci_blobs,
+            &self.oci_refusals,
+        ] {
+            tree.clear()?;
+        }
+        let hf_root = self.manifests.join("hf");
+        let mut listings = Vec::new();
+        for kind in ["models", "datasets"] {
+            collect_json(&hf_root.join(kind), &mut listings)?;
+        }
+        let mut wanted_sizes = HashSet::new();
+        let mut parsed = Vec::new();
+        for path in listings {
+            let commit = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| Revision::parse(s).ok());
+            let repo_key = path
+                .parent()
+                .and_then(|p| p.strip_prefix(&hf_root).ok())
+                .and_then(|p| p.to_str())
+                .map(str::to_owned);
+            let (Some(commit), Some(repo_key)) = (commit, repo_key) else {
+                report
+                    .skipped
+                    .push(format!("{}: unexpected name", path.display()));
+                continue;
+            };
+            let bytes = std::fs::read(&path).map_err(MirrorError::io(&path))?;
+            let manifest: Manifest = match serde_json::from_slice(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    report.skipped.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            for e in manifest.files().filter(|e| e.lfs.is_none()) {
+                wanted_sizes.insert(e.size);
+            }
+            parsed.push((repo_key, commit, manifest));
+        }
+        // Files kept in git are known upstream only by their git blob id: map ids to blobs by
+        // hashing the blobs whose size some such file declares.
+        let git_ids = self.git_ids_of_blobs(&wanted_sizes)?;
+        for (repo_key, commit, manifest) in parsed {
+            Self::put(
+                &self.manifest_index,
+                key(&[&repo_key, &commit.hex()]),
+                &manifest,
+            )?;
+            report.listings += 1;
+            for e in manifest.files() {
+                let digest = match &e.lfs {
+                    Some(lfs) => Some(lfs.sha256).filter(|d| self.has_blob(d)),
+                    None => git_ids.get(&e.oid).copied(),
+                };
+                if let Some(digest) = digest {
+                    let rec = FileRecord {
+                        digest,
+                        size: e.size,
+                        etag: e.etag(),
+                        scan: "reindexed".into(),
+                    };
+                    let k = key(&[&repo_key, &commit.hex(), e.path.as_str()]);
+                    Self::put(&self.files, k, &rec)?;
+                    report.files += 1;
+                }
+            }
+        }
+        let mut names = Vec::new();
+        collect_json(&self.manifests.join("ollama"), &mut names)?;
+        for path in names {
+            let digest = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| Digest::from_hex(s).ok());
+            let name_key = path
+                .parent()
+                .and_then(|p| p.strip_prefix(&self.manifests).ok())
+                .and_then(|p| p.to_str())
+                .map(str::to_owned);
+            let (Some(digest), Some(name_key)) = (digest, name_key) else {
+                report
+                    .skipped
+                    .push(format!("{}: unexpected name", path.display()));
+                continue;
+            };
+            let rec: Option<ManifestRecord> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let Some(rec) = rec.filter(|_| self.has_blob(&digest)) else {
+                report.skipped.push(format!(
+                    "{}: record or manifest blob unusable",
+                    path.display()
+                ));
+                continue;
+            };
+            let bytes = self.read_small_blob(&digest, crate::upstream::oci::MAX_MANIFEST as u64)?;
+            let Ok(layers) = crate::pipeline::manifest_layers(&bytes) else {
+                report
+                    .skipped
+                    .push(format!("{}: manifest does not parse", path.display()));
+                continue;
+            };
+            self.put_oci_manifest(&digest, &rec)?;
+            report.manifests += 1;
+            for (d, mut layer) in layers {
+                layer.manifest = digest;
+                Self::put(&self.oci_layers, key(&[&name_key, &d.hex()]), &layer)?;
+                if self.has_blob(&d) {
+                    self.put_blob_record(&FileRecord {
+                        digest: d,
+                        size: layer.size,
+                        etag: d.hex(),
+                        scan: "reindexed".into(),
+                    })?;
+                    report.files += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// git blob ids of the blobs whose size is in `sizes`.
+    fn git_ids_of_blobs(
+        &self,
+        sizes: &HashSet<u64>,
+    ) -> Result<HashMap<GitOid, Digest>, MirrorError> {
+        let mut out = HashMap::new();
+        for shard in std::fs::read_dir(&self.blobs).map_err(MirrorError::io(&self.blobs))? {
+            let shard = shard.map_err(MirrorError::io(&self.blobs))?.path();
+            let Ok(entries) = std::fs::read_dir(&shard) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let digest = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| Digest::from_hex(n).ok());
+                let (Some(digest), Ok(meta)) = (digest, entry.metadata()) else {
+                    continue;
+                };
+                if !sizes.contains(&meta.len()) {
+                    continue;
+                }
+                let mut file = std::fs::File::open(&path).map_err(MirrorError::io(&path))?;
+                let mut hasher = verifier::Hasher::new(Some(meta.len()));
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = file.read(&mut buf).map_err(MirrorError::io(&path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                if let Some(oid) = hasher.finish().git_oid {
+                    out.insert(oid, digest);
+                }
+            }
+        }
+        Ok(out)
+    }
 
     /// The verified record of a file of a commit.
     pub fn get_file(
@@ -348,20 +579,33 @@ impl Store {
         let path = self.blob_path(digest);
         let meta = std::fs::metadata(&path).map_err(MirrorError::io(&path))?;
         if meta.len() > limit {
-            return Err(MirrorError::Corrupt { key: digest.to_string(), detail: "blob larger than expected".into() });
+            return Err(MirrorError::Corrupt {
+                key: digest.to_string(),
+                detail: "blob larger than expected".into(),
+            });
         }
         std::fs::read(&path).map_err(MirrorError::io(path))
     }
 
     /// The last resolution of an Ollama tag.
     pub fn get_tag(&self, name: &OllamaName, tag: &Tag) -> Result<Option<TagRecord>, MirrorError> {
-        Self::get(&self.oci_tags, &key(&[&name.index_key(), &tag.as_str().to_ascii_lowercase()]))
+        Self::get(
+            &self.oci_tags,
+            &key(&[&name.index_key(), &tag.as_str().to_ascii_lowercase()]),
+        )
     }
 
     /// Records an Ollama tag resolution.
     pub fn put_tag(&self, name: &OllamaName, tag: &Tag, digest: Digest) -> Result<(), MirrorError> {
         let k = key(&[&name.index_key(), &tag.as_str().to_ascii_lowercase()]);
-        Self::put(&self.oci_tags, k, &TagRecord { digest, resolved_at: now_unix() })
+        Self::put(
+            &self.oci_tags,
+            k,
+            &TagRecord {
+                digest,
+                resolved_at: now_unix(),
+            },
+        )
     }
 
     /// A verified manifest's record.
@@ -370,18 +614,35 @@ impl Store {
     }
 
     /// Records a verified manifest (its bytes must already be a promoted blob).
-    pub fn put_oci_manifest(&self, digest: &Digest, rec: &ManifestRecord) -> Result<(), MirrorError> {
+    pub fn put_oci_manifest(
+        &self,
+        digest: &Digest,
+        rec: &ManifestRecord,
+    ) -> Result<(), MirrorError> {
         Self::put(&self.oci_manifests, key(&[&digest.hex()]), rec)
     }
 
     /// A blob listed for `name` by one of its verified manifests.
-    pub fn get_layer(&self, name: &OllamaName, digest: &Digest) -> Result<Option<LayerRecord>, MirrorError> {
+    pub fn get_layer(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+    ) -> Result<Option<LayerRecord>, MirrorError> {
         Self::get(&self.oci_layers, &key(&[&name.index_key(), &digest.hex()]))
     }
 
     /// Records a blob listed by a verified manifest of `name`.
-    pub fn put_layer(&self, name: &OllamaName, digest: &Digest, rec: &LayerRecord) -> Result<(), MirrorError> {
-        Self::put(&self.oci_layers, key(&[&name.index_key(), &digest.hex()]), rec)
+    pub fn put_layer(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        rec: &LayerRecord,
+    ) -> Result<(), MirrorError> {
+        Self::put(
+            &self.oci_layers,
+            key(&[&name.index_key(), &digest.hex()]),
+            rec,
+        )
     }
 
     /// A verified, promoted OCI blob.
@@ -414,10 +675,12 @@ impl Store {
         let mut out = Vec::new();
         for item in self.oci_drift.iter() {
             let (k, v) = item?;
-            out.push(serde_json::from_slice(&v).map_err(|e| MirrorError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                detail: e.to_string(),
-            })?);
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| MirrorError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    detail: e.to_string(),
+                })?,
+            );
         }
         Ok(out)
     }

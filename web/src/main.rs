@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the mirror (HF API; embedded defaults: 127.0.0.1:8080, ./airlock-data).
     Serve(cmd::serve::ServeArgs),
+    /// Rebuild the index from the data directory's blobs and listings (server stopped).
+    Reindex(cmd::reindex::ReindexArgs),
     /// Scan model files for code execution and loader attacks (exit 0 clean, 1 findings, 2 error).
     Scan(cmd::scan::ScanArgs),
     /// Verify a model's signature (exit 0 verified, 1 failed, 2 error).
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .init();
     let outcome = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Reindex(args) => cmd::reindex::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     };

@@ -21,7 +21,8 @@ use crate::upstream::{FileResponse, OpenError};
 const MAX_ATTEMPTS: u32 = 6;
 
 /// Opens the upstream bytes of one artifact from an offset (to resume after a break).
-pub(crate) type Opener = Box<dyn Fn(u64) -> BoxFuture<'static, Result<FileResponse, OpenError>> + Send + Sync>;
+pub(crate) type Opener =
+    Box<dyn Fn(u64) -> BoxFuture<'static, Result<FileResponse, OpenError>> + Send + Sync>;
 
 /// What the bytes must hash to.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +63,10 @@ enum Chunk {
 
 impl FetchTask {
     /// Fetch, verify, scan, promote. The inner `Err(String)` is a refusal reason for the bytes.
-    pub(crate) async fn run(&self, progress: &Progress) -> Result<Result<Promoted, String>, MirrorError> {
+    pub(crate) async fn run(
+        &self,
+        progress: &Progress,
+    ) -> Result<Result<Promoted, String>, MirrorError> {
         let declared = self.size;
         // Git ids are over `blob <size>\0` + content: computed only for files kept in git itself.
         let git_size = matches!(self.expect, Expect::GitBlob(_)).then_some(declared);
@@ -201,7 +205,10 @@ impl FetchTask {
     fn check_digests(&self, q: &Quarantined) -> Result<(), String> {
         let got = q.outcome();
         if got.len != self.size {
-            return Err(format!("size {} differs from the declared {}", got.len, self.size));
+            return Err(format!(
+                "size {} differs from the declared {}",
+                got.len, self.size
+            ));
         }
         match self.expect {
             Expect::Sha256(want) if want != got.sha256 => Err(format!(

@@ -222,7 +222,6 @@ impl Mirror {
             Waited::Lost => Err(MirrorError::Task("fetch task failed".into())),
         }
     }
-
 }
 
 /// Fetches one file of a commit through the shared pipeline and records the outcome in the index
@@ -260,7 +259,9 @@ async fn fetch_file(
                 scan: promoted.scan,
             };
             let (rec2, repo2) = (rec.clone(), repo.clone());
-            let put = tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path, &rec2)).await;
+            let put =
+                tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path, &rec2))
+                    .await;
             match put {
                 Ok(Ok(())) => Fetched::Ready(rec),
                 _ => Fetched::Failed("could not record the verified file (see server log)".into()),
@@ -268,11 +269,18 @@ async fn fetch_file(
         }
         Ok(Err(reason)) => {
             tracing::warn!(%repo, %commit, file = %path, %reason, "refused");
-            let refusal = Refusal::Verification { file: path.to_string(), reason };
+            let refusal = Refusal::Verification {
+                file: path.to_string(),
+                reason,
+            };
             let r = refusal.clone();
-            let put = tokio::task::spawn_blocking(move || store.put_refusal(&repo, commit, &path, &r)).await;
+            let put =
+                tokio::task::spawn_blocking(move || store.put_refusal(&repo, commit, &path, &r))
+                    .await;
             if !matches!(put, Ok(Ok(()))) {
-                tracing::error!("could not record a refusal; it will be re-checked on the next request");
+                tracing::error!(
+                    "could not record a refusal; it will be re-checked on the next request"
+                );
             }
             Fetched::Refused(refusal)
         }

@@ -25,6 +25,7 @@ use crate::upstream::hf::{Answer, HfUpstream};
 use crate::upstream::oci::{ManifestAnswer, OciUpstream};
 
 pub use hf::Snapshot;
+pub(crate) use ollama::parse_manifest as manifest_layers;
 pub use ollama::{BlobInfo, ManifestDoc};
 
 /// The answer to a lookup: found, refused by Airlock, or absent upstream.
@@ -140,7 +141,9 @@ impl Mirror {
             Fetched::Ready(rec) => Ok(Lookup::Found(FileState::Ready(rec))),
             Fetched::Refused(r) => Ok(Lookup::Refused(r)),
             Fetched::Failed(m) => Err(MirrorError::Upstream(m)),
-            Fetched::Busy(s) => Err(MirrorError::UpstreamBusy { retry_after_secs: s }),
+            Fetched::Busy(s) => Err(MirrorError::UpstreamBusy {
+                retry_after_secs: s,
+            }),
         }
     }
 

@@ -62,10 +62,14 @@ struct ManifestJson {
 }
 
 /// Parses and checks a manifest; returns every blob it lists (config first).
-fn parse_manifest(bytes: &[u8]) -> Result<Vec<(Digest, LayerRecord)>, String> {
-    let m: ManifestJson = serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid: {e}"))?;
+pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Vec<(Digest, LayerRecord)>, String> {
+    let m: ManifestJson =
+        serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid: {e}"))?;
     if m.schema_version != 2 {
-        return Err(format!("unsupported manifest schemaVersion {}", m.schema_version));
+        return Err(format!(
+            "unsupported manifest schemaVersion {}",
+            m.schema_version
+        ));
     }
     match m.media_type.as_deref() {
         None
@@ -74,17 +78,30 @@ fn parse_manifest(bytes: &[u8]) -> Result<Vec<(Digest, LayerRecord)>, String> {
         Some(other) => return Err(format!("unsupported manifest media type {other}")),
     }
     if m.layers.len() > MAX_LAYERS {
-        return Err(format!("manifest lists {} layers (limit {MAX_LAYERS})", m.layers.len()));
+        return Err(format!(
+            "manifest lists {} layers (limit {MAX_LAYERS})",
+            m.layers.len()
+        ));
     }
     let placeholder = Digest::of(b"");
     let mut out = Vec::with_capacity(m.layers.len() + 1);
     for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-        let digest: Digest = d.digest.parse().map_err(|_| format!("layer digest {:?} is not sha256", d.digest))?;
+        let digest: Digest = d
+            .digest
+            .parse()
+            .map_err(|_| format!("layer digest {:?} is not sha256", d.digest))?;
         // 1 TiB: larger than any real model file, small enough to keep arithmetic safe.
         if d.size > 1 << 40 {
             return Err(format!("layer {digest} declares an absurd size {}", d.size));
         }
-        out.push((digest, LayerRecord { size: d.size, media_type: d.media_type.clone(), manifest: placeholder }));
+        out.push((
+            digest,
+            LayerRecord {
+                size: d.size,
+                media_type: d.media_type.clone(),
+                manifest: placeholder,
+            },
+        ));
     }
     Ok(out)
 }
@@ -117,8 +134,10 @@ impl Mirror {
                     Some(r) => r.digest,
                     None => match self.fetch_manifest(name, reference, None).await? {
                         Lookup::Found(doc) => {
-                            let (store, name2, tag2, d) = (self.store.clone(), name.clone(), tag.clone(), doc.digest);
-                            self.blocking(move || store.put_tag(&name2, &tag2, d)).await?;
+                            let (store, name2, tag2, d) =
+                                (self.store.clone(), name.clone(), tag.clone(), doc.digest);
+                            self.blocking(move || store.put_tag(&name2, &tag2, d))
+                                .await?;
                             doc.digest
                         }
                         other => return Ok(other),
@@ -126,9 +145,20 @@ impl Mirror {
                 }
             }
         };
-        let doc = match self.store.get_oci_manifest(&digest)?.filter(|_| self.store.has_blob(&digest)) {
-            Some(rec) => ManifestDoc { digest, content_type: rec.content_type, size: rec.size },
-            None => match self.fetch_manifest(name, &Reference::Digest(digest), Some(digest)).await? {
+        let doc = match self
+            .store
+            .get_oci_manifest(&digest)?
+            .filter(|_| self.store.has_blob(&digest))
+        {
+            Some(rec) => ManifestDoc {
+                digest,
+                content_type: rec.content_type,
+                size: rec.size,
+            },
+            None => match self
+                .fetch_manifest(name, &Reference::Digest(digest), Some(digest))
+                .await?
+            {
                 Lookup::Found(doc) => doc,
                 other => return Ok(other),
             },
@@ -148,20 +178,30 @@ impl Mirror {
         let oci = self.oci.clone();
         let (name2, ref2) = (name.clone(), reference.clone());
         let key = format!("{}\0{reference}", name.index_key());
-        let flight = self.manifest_flights.join(key, || None, move |_| async move {
-            oci.manifest(&name2, &ref2).await.map_err(|e| e.to_string())
-        });
+        let flight = self.manifest_flights.join(
+            key,
+            || None,
+            move |_| async move { oci.manifest(&name2, &ref2).await.map_err(|e| e.to_string()) },
+        );
         let answer = match flight.wait(Duration::from_secs(60)).await {
             Waited::Done(Ok(a)) => a,
             Waited::Done(Err(e)) => return Err(MirrorError::Upstream(e)),
-            Waited::Running { .. } => return Err(MirrorError::Upstream("manifest request timed out".into())),
+            Waited::Running { .. } => {
+                return Err(MirrorError::Upstream("manifest request timed out".into()))
+            }
             Waited::Lost => return Err(MirrorError::Task("manifest task failed".into())),
         };
         let (bytes, content_type) = match answer {
-            ManifestAnswer::Found { bytes, content_type } => (bytes, content_type),
+            ManifestAnswer::Found {
+                bytes,
+                content_type,
+            } => (bytes, content_type),
             ManifestAnswer::NotFound(m) => return Ok(Lookup::RepoNotFound(m)),
             ManifestAnswer::Denied(m) => {
-                return Ok(Lookup::Refused(Refusal::UpstreamDenied { name: name.to_string(), detail: m }))
+                return Ok(Lookup::Refused(Refusal::UpstreamDenied {
+                    name: name.to_string(),
+                    detail: m,
+                }))
             }
         };
         let digest = Digest::of(&bytes);
@@ -174,28 +214,44 @@ impl Mirror {
             }));
         }
         if let Err(reason) = parse_manifest(&bytes) {
-            return Ok(Lookup::Refused(Refusal::Verification { file: label, reason }));
+            return Ok(Lookup::Refused(Refusal::Verification {
+                file: label,
+                reason,
+            }));
         }
         let store = self.store.clone();
         let size = bytes.len() as u64;
-        let rec = ManifestRecord { content_type: content_type.clone(), size };
+        let rec = ManifestRecord {
+            content_type: content_type.clone(),
+            size,
+        };
         self.blocking(move || {
             let written = store.write_blob(&bytes)?;
             debug_assert_eq!(written, digest);
             store.put_oci_manifest(&digest, &rec)
         })
         .await?;
-        Ok(Lookup::Found(ManifestDoc { digest, content_type, size }))
+        Ok(Lookup::Found(ManifestDoc {
+            digest,
+            content_type,
+            size,
+        }))
     }
 
     /// Records the blobs of a verified manifest as belonging to `name` and starts fetching them.
     async fn record_layers(&self, name: &OllamaName, doc: &ManifestDoc) -> Result<(), MirrorError> {
         let (store, name2, digest) = (self.store.clone(), name.clone(), doc.digest);
+        let mrec = ManifestRecord {
+            content_type: doc.content_type.clone(),
+            size: doc.size,
+        };
         let layers = self
             .blocking(move || {
                 let bytes = store.read_small_blob(&digest, MAX_MANIFEST as u64)?;
-                let layers = parse_manifest(&bytes)
-                    .map_err(|detail| MirrorError::Corrupt { key: digest.to_string(), detail })?;
+                let layers = parse_manifest(&bytes).map_err(|detail| MirrorError::Corrupt {
+                    key: digest.to_string(),
+                    detail,
+                })?;
                 let mut out = Vec::new();
                 for (d, mut rec) in layers {
                     rec.manifest = digest;
@@ -204,6 +260,7 @@ impl Mirror {
                     }
                     out.push((d, rec));
                 }
+                store.put_name_manifest(&name2, &digest, &mrec)?;
                 Ok(out)
             })
             .await?;
@@ -217,7 +274,8 @@ impl Mirror {
     /// The bytes of a verified manifest (small; read whole).
     pub async fn read_manifest(&self, doc: &ManifestDoc) -> Result<Vec<u8>, MirrorError> {
         let (store, digest) = (self.store.clone(), doc.digest);
-        self.blocking(move || store.read_small_blob(&digest, MAX_MANIFEST as u64)).await
+        self.blocking(move || store.read_small_blob(&digest, MAX_MANIFEST as u64))
+            .await
     }
 
     /// A blob of `name`: its declared size and state, starting its fetch if needed and waiting at
@@ -229,7 +287,9 @@ impl Mirror {
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
         if !self.policy.ollama_name_allowed(name) {
-            return Ok(Lookup::Refused(Refusal::NotApproved { name: name.to_string() }));
+            return Ok(Lookup::Refused(Refusal::NotApproved {
+                name: name.to_string(),
+            }));
         }
         let Some(layer) = self.store.get_layer(name, digest)? else {
             return Ok(Lookup::RepoNotFound(format!(
@@ -246,13 +306,23 @@ impl Mirror {
                 Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
                 _ => return Err(MirrorError::Task("unexpected fetch outcome".into())),
             },
-            Waited::Running { eta_secs } => FileState::Pending { retry_after: eta_secs.clamp(1, 30) },
+            Waited::Running { eta_secs } => FileState::Pending {
+                retry_after: eta_secs.clamp(1, 30),
+            },
             Waited::Lost => return Err(MirrorError::Task("fetch task failed".into())),
         };
-        Ok(Lookup::Found(BlobInfo { size: layer.size, state }))
+        Ok(Lookup::Found(BlobInfo {
+            size: layer.size,
+            state,
+        }))
     }
 
-    fn blob_flight(&self, name: &OllamaName, digest: &Digest, layer: &LayerRecord) -> crate::flight::Flight<Fetched> {
+    fn blob_flight(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        layer: &LayerRecord,
+    ) -> crate::flight::Flight<Fetched> {
         let store = self.store.clone();
         let d = *digest;
         let settled = move || match store.get_blob_record(&d) {
@@ -262,8 +332,15 @@ impl Mirror {
                 _ => None,
             },
         };
-        let (store, oci, name, size) = (self.store.clone(), self.oci.clone(), name.clone(), layer.size);
-        self.blob_flights.join(d, settled, move |progress| fetch_blob(store, oci, name, d, size, progress))
+        let (store, oci, name, size) = (
+            self.store.clone(),
+            self.oci.clone(),
+            name.clone(),
+            layer.size,
+        );
+        self.blob_flights.join(d, settled, move |progress| {
+            fetch_blob(store, oci, name, d, size, progress)
+        })
     }
 
     /// Checks in the background whether upstream moved a pinned tag; records drift for review.
@@ -273,7 +350,12 @@ impl Mirror {
         if last.is_some_and(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl) {
             return;
         }
-        let (store, oci, name, tag) = (self.store.clone(), self.oci.clone(), name.clone(), tag.clone());
+        let (store, oci, name, tag) = (
+            self.store.clone(),
+            self.oci.clone(),
+            name.clone(),
+            tag.clone(),
+        );
         self.rt.spawn(async move {
             let answer = oci.manifest(&name, &Reference::Tag(tag.clone())).await;
             let Ok(ManifestAnswer::Found { bytes, .. }) = answer else { return };
@@ -313,7 +395,12 @@ async fn fetch_blob(
     };
     match task.run(&progress).await {
         Ok(Ok(promoted)) => {
-            let rec = FileRecord { digest: promoted.digest, size, etag: digest.hex(), scan: promoted.scan };
+            let rec = FileRecord {
+                digest: promoted.digest,
+                size,
+                etag: digest.hex(),
+                scan: promoted.scan,
+            };
             let rec2 = rec.clone();
             match tokio::task::spawn_blocking(move || store.put_blob_record(&rec2)).await {
                 Ok(Ok(())) => Fetched::Ready(rec),
@@ -322,11 +409,17 @@ async fn fetch_blob(
         }
         Ok(Err(reason)) => {
             tracing::warn!(%digest, %reason, "blob refused");
-            let refusal = Refusal::Verification { file: digest.to_string(), reason };
+            let refusal = Refusal::Verification {
+                file: digest.to_string(),
+                reason,
+            };
             let r = refusal.clone();
-            let put = tokio::task::spawn_blocking(move || store.put_blob_refusal(&digest, &r)).await;
+            let put =
+                tokio::task::spawn_blocking(move || store.put_blob_refusal(&digest, &r)).await;
             if !matches!(put, Ok(Ok(()))) {
-                tracing::error!("could not record a refusal; it will be re-checked on the next request");
+                tracing::error!(
+                    "could not record a refusal; it will be re-checked on the next request"
+                );
             }
             Fetched::Refused(refusal)
         }
@@ -347,7 +440,15 @@ mod tests {
         assert_eq!(parse_manifest(good.as_bytes()).unwrap().len(), 2);
         assert!(parse_manifest(b"{}").is_err());
         assert!(parse_manifest(good.replace("sha256:", "md5:").as_bytes()).is_err());
-        assert!(parse_manifest(good.replace("\"size\":10", "\"size\":99999999999999999").as_bytes()).is_err());
-        assert!(parse_manifest(good.replace("schemaVersion\":2", "schemaVersion\":1").as_bytes()).is_err());
+        assert!(parse_manifest(
+            good.replace("\"size\":10", "\"size\":99999999999999999")
+                .as_bytes()
+        )
+        .is_err());
+        assert!(parse_manifest(
+            good.replace("schemaVersion\":2", "schemaVersion\":1")
+                .as_bytes()
+        )
+        .is_err());
     }
 }

@@ -174,12 +174,18 @@ pub(crate) async fn open_ranged(
         if e.is_redirect() {
             OpenError::Permanent(describe(&e))
         } else {
-            OpenError::Transient { detail: describe(&e), retry_after: None }
+            OpenError::Transient {
+                detail: describe(&e),
+                retry_after: None,
+            }
         }
     })?;
     let status = resp.status();
     match status {
-        StatusCode::OK => Ok(FileResponse { response: resp, partial: false }),
+        StatusCode::OK => Ok(FileResponse {
+            response: resp,
+            partial: false,
+        }),
         StatusCode::PARTIAL_CONTENT if offset > 0 => {
             let start = resp
                 .headers()
@@ -189,14 +195,25 @@ pub(crate) async fn open_ranged(
                 .and_then(|v| v.split('-').next())
                 .and_then(|v| v.parse::<u64>().ok());
             if start != Some(offset) {
-                return Err(OpenError::Permanent("upstream answered a different range than asked".into()));
+                return Err(OpenError::Permanent(
+                    "upstream answered a different range than asked".into(),
+                ));
             }
-            Ok(FileResponse { response: resp, partial: true })
+            Ok(FileResponse {
+                response: resp,
+                partial: true,
+            })
         }
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
-            Err(OpenError::Transient { detail: format!("answered {status}"), retry_after: retry_after(&resp) })
-        }
-        s if s.is_server_error() => Err(OpenError::Transient { detail: format!("answered {s}"), retry_after: None }),
+        StatusCode::TOO_MANY_REQUESTS
+        | StatusCode::SERVICE_UNAVAILABLE
+        | StatusCode::REQUEST_TIMEOUT => Err(OpenError::Transient {
+            detail: format!("answered {status}"),
+            retry_after: retry_after(&resp),
+        }),
+        s if s.is_server_error() => Err(OpenError::Transient {
+            detail: format!("answered {s}"),
+            retry_after: None,
+        }),
         s => Err(OpenError::Permanent(format!("answered {s} for {label}"))),
     }
 }

@@ -45,15 +45,22 @@ impl OciUpstream {
         let base = Url::parse(cfg.upstream.trim_end_matches('/'))
             .map_err(|e| MirrorError::Config(format!("ollama.upstream: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(MirrorError::Config("ollama.upstream must be http(s)".into()));
+            return Err(MirrorError::Config(
+                "ollama.upstream must be http(s)".into(),
+            ));
         }
         let hosts = HostList::new(&base, &cfg.redirect_hosts)?;
-        Ok(OciUpstream { client: super::client(hosts)?, base, token: cfg.token.clone() })
+        Ok(OciUpstream {
+            client: super::client(hosts)?,
+            base,
+            token: cfg.token.clone(),
+        })
     }
 
     fn get(&self, path: &str) -> Result<reqwest::RequestBuilder, MirrorError> {
         let base = self.base.as_str().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}{path}")).map_err(|e| MirrorError::Upstream(format!("bad URL: {e}")))?;
+        let url = Url::parse(&format!("{base}{path}"))
+            .map_err(|e| MirrorError::Upstream(format!("bad URL: {e}")))?;
         let req = self.client.get(url);
         Ok(match &self.token {
             Some(t) => req.bearer_auth(t.expose()),
@@ -62,11 +69,22 @@ impl OciUpstream {
     }
 
     /// Fetches a manifest.
-    pub async fn manifest(&self, name: &OllamaName, reference: &Reference) -> Result<ManifestAnswer, MirrorError> {
+    pub async fn manifest(
+        &self,
+        name: &OllamaName,
+        reference: &Reference,
+    ) -> Result<ManifestAnswer, MirrorError> {
         let req = self
-            .get(&format!("/v2/{}/{}/manifests/{reference}", name.namespace(), name.model()))?
+            .get(&format!(
+                "/v2/{}/{}/manifests/{reference}",
+                name.namespace(),
+                name.model()
+            ))?
             .header(header::ACCEPT, DOCKER_MANIFEST_V2);
-        let resp = req.send().await.map_err(|e| MirrorError::Upstream(describe(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| MirrorError::Upstream(describe(&e)))?;
         let status = resp.status();
         match status {
             s if s.is_success() => {
@@ -77,23 +95,41 @@ impl OciUpstream {
                     .unwrap_or(DOCKER_MANIFEST_V2)
                     .to_owned();
                 let bytes = read_limited(resp, MAX_MANIFEST).await?;
-                Ok(ManifestAnswer::Found { bytes, content_type })
+                Ok(ManifestAnswer::Found {
+                    bytes,
+                    content_type,
+                })
             }
-            StatusCode::NOT_FOUND => Ok(ManifestAnswer::NotFound(format!("{name}:{reference} not found upstream"))),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Ok(ManifestAnswer::Denied(format!("upstream answered {status}")))
+            StatusCode::NOT_FOUND => Ok(ManifestAnswer::NotFound(format!(
+                "{name}:{reference} not found upstream"
+            ))),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(ManifestAnswer::Denied(
+                format!("upstream answered {status}"),
+            )),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Err(MirrorError::UpstreamBusy {
+                    retry_after_secs: super::retry_after(&resp).unwrap_or(5),
+                })
             }
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Err(MirrorError::UpstreamBusy {
-                retry_after_secs: super::retry_after(&resp).unwrap_or(5),
-            }),
-            s => Err(MirrorError::Upstream(format!("manifest request answered {s}"))),
+            s => Err(MirrorError::Upstream(format!(
+                "manifest request answered {s}"
+            ))),
         }
     }
 
     /// Opens a blob from `offset`.
-    pub async fn open_blob(&self, name: &OllamaName, digest: &Digest, offset: u64) -> Result<FileResponse, OpenError> {
+    pub async fn open_blob(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<FileResponse, OpenError> {
         let req = self
-            .get(&format!("/v2/{}/{}/blobs/{digest}", name.namespace(), name.model()))
+            .get(&format!(
+                "/v2/{}/{}/blobs/{digest}",
+                name.namespace(),
+                name.model()
+            ))
             .map_err(|e| OpenError::Permanent(e.to_string()))?;
         super::open_ranged(req, offset, &digest.to_string()).await
     }

@@ -82,7 +82,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), upstream = %cfg.huggingface.upstream, "airlock serving");
     let data = web::Data::new(mirror);
     let listen = cfg.listen;
-    let oci = crate::ollama::OllamaSettings { blob_url: cfg.ollama.blob_url.clone() };
+    let oci = crate::ollama::OllamaSettings {
+        blob_url: cfg.ollama.blob_url.clone(),
+    };
     let hf = crate::hf::HfSettings {
         tree_page_size: cfg.huggingface.tree_page_size,
     };

@@ -251,7 +251,15 @@ async fn resolve(
         .insert_header(("X-Linked-Etag", etag))
         .insert_header(("X-Linked-Size", rec.size.to_string()))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
-    let file = if head { None } else { Some(mirror.open_blob(&rec).await?) };
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    blob::respond(resp, range, rec.size, file).map_err(|_| HfError::RangeNotSatisfiable { size: rec.size })
+    let file = if head {
+        None
+    } else {
+        Some(mirror.open_blob(&rec).await?)
+    };
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    blob::respond(resp, range, rec.size, file)
+        .map_err(|_| HfError::RangeNotSatisfiable { size: rec.size })
 }

@@ -65,7 +65,11 @@ impl OciError {
                 "UNSUPPORTED",
                 "airlock is a read-only mirror".into(),
             ),
-            OciError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "no such registry route".into()),
+            OciError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "no such registry route".into(),
+            ),
             OciError::Pending { retry_after } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
@@ -76,9 +80,11 @@ impl OciError {
                 "RANGE_INVALID",
                 format!("range outside the blob's {size} bytes"),
             ),
-            OciError::Mirror(MirrorError::Upstream(m)) => {
-                (StatusCode::BAD_GATEWAY, "UNAVAILABLE", format!("airlock: upstream error: {m}"))
-            }
+            OciError::Mirror(MirrorError::Upstream(m)) => (
+                StatusCode::BAD_GATEWAY,
+                "UNAVAILABLE",
+                format!("airlock: upstream error: {m}"),
+            ),
             OciError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
@@ -101,7 +107,9 @@ impl ResponseError for OciError {
     fn error_response(&self) -> HttpResponse {
         let (status, code, message) = self.parts();
         match self {
-            OciError::Mirror(e) if status.is_server_error() => tracing::warn!(error = %e, "registry request failed"),
+            OciError::Mirror(e) if status.is_server_error() => {
+                tracing::warn!(error = %e, "registry request failed")
+            }
             _ => tracing::debug!(%code, %message, "registry request refused"),
         }
         let mut resp = HttpResponse::build(status);

@@ -56,17 +56,20 @@ enum Route {
 fn parse(path: &str) -> Result<Route, OciError> {
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let name = |ns: &str, m: &str| OllamaName::new(ns, m).map_err(|e| OciError::NameInvalid(format!("airlock: {e}")));
+    let name = |ns: &str, m: &str| {
+        OllamaName::new(ns, m).map_err(|e| OciError::NameInvalid(format!("airlock: {e}")))
+    };
     match segs.as_slice() {
         [] => Ok(Route::Base),
         [ns, m, "manifests", r] => {
-            let reference = Reference::parse(r).map_err(|e| OciError::NameInvalid(format!("airlock: {e}")))?;
+            let reference =
+                Reference::parse(r).map_err(|e| OciError::NameInvalid(format!("airlock: {e}")))?;
             Ok(Route::Manifest(name(ns, m)?, reference))
         }
         [ns, m, "blobs", d] => {
-            let digest = d
-                .parse::<Digest>()
-                .map_err(|_| OciError::DigestInvalid(format!("airlock: {d:?} is not a sha256 digest")))?;
+            let digest = d.parse::<Digest>().map_err(|_| {
+                OciError::DigestInvalid(format!("airlock: {d:?} is not a sha256 digest"))
+            })?;
             Ok(Route::Blob(name(ns, m)?, digest))
         }
         [.., "manifests", _] | [.., "blobs", _] => Err(OciError::NameInvalid(
@@ -98,12 +101,20 @@ async fn dispatch(
     }
 }
 
-async fn manifest(mirror: &Mirror, name: &OllamaName, reference: &Reference) -> Result<HttpResponse, OciError> {
+async fn manifest(
+    mirror: &Mirror,
+    name: &OllamaName,
+    reference: &Reference,
+) -> Result<HttpResponse, OciError> {
     let doc = match mirror.ollama_manifest(name, reference).await? {
         Lookup::Found(doc) => doc,
         Lookup::Refused(r) => return Err(OciError::Denied(r)),
-        Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => return Err(OciError::ManifestUnknown(m)),
-        Lookup::EntryNotFound { .. } => return Err(OciError::ManifestUnknown(format!("{name}:{reference}"))),
+        Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => {
+            return Err(OciError::ManifestUnknown(m))
+        }
+        Lookup::EntryNotFound { .. } => {
+            return Err(OciError::ManifestUnknown(format!("{name}:{reference}")))
+        }
     };
     let bytes = mirror.read_manifest(&doc).await?;
     // Served byte for byte: the digest the client was promised is the sha256 of exactly these bytes.
@@ -127,7 +138,9 @@ async fn blob_route(
     let info = match mirror.ollama_blob(name, digest, wait).await? {
         Lookup::Found(info) => info,
         Lookup::Refused(r) => return Err(OciError::Denied(r)),
-        Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => return Err(OciError::BlobUnknown(m)),
+        Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => {
+            return Err(OciError::BlobUnknown(m))
+        }
         Lookup::EntryNotFound { .. } => return Err(OciError::BlobUnknown(digest.to_string())),
     };
     let mut resp = HttpResponse::Ok();
@@ -144,21 +157,39 @@ async fn blob_route(
         }
         FileState::Pending { retry_after } => return Err(OciError::Pending { retry_after }),
     };
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
     if head || direct {
-        let file = if head { None } else { Some(mirror.open_blob(&rec).await?) };
-        return blob::respond(resp, range, rec.size, file).map_err(|_| OciError::RangeNotSatisfiable { size: rec.size });
+        let file = if head {
+            None
+        } else {
+            Some(mirror.open_blob(&rec).await?)
+        };
+        return blob::respond(resp, range, rec.size, file)
+            .map_err(|_| OciError::RangeNotSatisfiable { size: rec.size });
     }
     Ok(redirect(req, settings, name, digest))
 }
 
 /// The blob answer ollama accepts: a 307 to a different hostname (which oras and curl follow), or,
 /// when no other hostname is known, a 200 with `Location` and an empty body.
-fn redirect(req: &HttpRequest, settings: &OllamaSettings, name: &OllamaName, digest: &Digest) -> HttpResponse {
-    let path = format!("/v2/{}/{}/blobs/{digest}?direct=1", name.namespace(), name.model());
+fn redirect(
+    req: &HttpRequest,
+    settings: &OllamaSettings,
+    name: &OllamaName,
+    digest: &Digest,
+) -> HttpResponse {
+    let path = format!(
+        "/v2/{}/{}/blobs/{digest}?direct=1",
+        name.namespace(),
+        name.model()
+    );
     let target = match &settings.blob_url {
         Some(base) => Some(format!("{}{path}", base.trim_end_matches('/'))),
-        None => other_host(req).map(|authority| format!("{}://{authority}{path}", req.connection_info().scheme())),
+        None => other_host(req)
+            .map(|authority| format!("{}://{authority}{path}", req.connection_info().scheme())),
     };
     match target {
         Some(url) => HttpResponse::TemporaryRedirect()

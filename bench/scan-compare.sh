@@ -116,15 +116,30 @@ hdr = {f"t{i}": {"dtype": "F32", "shape": [chunk // 4], "data_offsets": [i * chu
 h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
 with open(f"{out}/big.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(h))); f.write(h); fill(f, n * chunk)
-# PyTorch zip: a small state-dict pickle + n stored storages (the layout torch.save writes)
-pk = bytearray(b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(")
-for i in range(n):
-    key = f"t{i}".encode(); sk = str(i).encode()
-    pk += b"X" + struct.pack("<I", len(key)) + key
-    pk += b"ctorch._utils\n_rebuild_tensor_v2\n(("
-    pk += b"X\x07\x00\x00\x00storagectorch\nFloatStorage\nX" + struct.pack("<I", len(sk)) + sk + b"X\x03\x00\x00\x00cpuJ" + struct.pack("<i", chunk // 4) + b"tQ"
-    pk += b"K\x00J" + struct.pack("<i", chunk // 4) + b"\x85K\x01\x85\x89ccollections\nOrderedDict\n)Rtr"[:-1] + b"R"
-pk += b"u."
+# PyTorch zip: the layout torch.save writes (data.pkl with persistent storage ids + stored
+# storages). The pickle is *written* with stand-ins for torch's globals; nothing is loaded.
+import collections, pickle, types
+torch_mod = types.ModuleType("torch"); utils_mod = types.ModuleType("torch._utils")
+sys.modules["torch"] = torch_mod; sys.modules["torch._utils"] = utils_mod
+class FloatStorage: pass
+FloatStorage.__module__ = "torch"; torch_mod.FloatStorage = FloatStorage
+def _rebuild_tensor_v2(*a): pass
+_rebuild_tensor_v2.__module__ = "torch._utils"; utils_mod._rebuild_tensor_v2 = _rebuild_tensor_v2
+class StorageRef:
+    def __init__(self, key, numel): self.key, self.numel = key, numel
+class Tensor:
+    def __init__(self, key, numel): self.ref = StorageRef(key, numel); self.numel = numel
+    def __reduce__(self):
+        return (_rebuild_tensor_v2, (self.ref, 0, (self.numel,), (1,), False, collections.OrderedDict()))
+class P(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, StorageRef):
+            return ("storage", FloatStorage, obj.key, "cpu", obj.numel)
+        return None
+import io
+buf = io.BytesIO()
+P(buf, protocol=2).dump(collections.OrderedDict((f"t{i}", Tensor(str(i), chunk // 4)) for i in range(n)))
+pk = buf.getvalue()
 with zipfile.ZipFile(f"{out}/big.pt", "w", zipfile.ZIP_STORED, allowZip64=True) as z:
     z.writestr("archive/data.pkl", bytes(pk))
     z.writestr("archive/version", "3\n")

@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -225,7 +224,10 @@ def start_airlock(tmp: Path, hub: FakeHub, policy: str | None = None, env: dict 
             f"redirect_hosts = [{', '.join(toml_str(h) for h in hosts)}]\n"
             # Small pages, so Airlock's own /tree pagination (absolute Link back to Airlock) is exercised.
             "tree_page_size = 3\n"
-            + (policy if policy is not None else default_policy(hub)))
+            + (policy if policy is not None else default_policy(hub))
+            # Review requests are not prefetched unless a test asks (the governance tests do), so
+            # the others can check that nothing about an unapproved repo is asked upstream.
+            + ("" if "[governance]" in (policy or "") else "\n[governance]\nprefetch_requests = false\n"))
         args += ["--config", str(config)]
     else:
         config.write_text("# no config file: configured through the environment only\n")

@@ -151,7 +151,7 @@ def test_fifty_concurrent_clients_one_upstream_download(airlock, fake_hub, tmp_p
             assert out["sha256"] == sha256(data)
     new = fake_hub.stats()["requests"][len(before):]
     cdn_gets = [r for r in new if r["listener"] == "cdn" and r["method"] == "GET" and sha256(data) in r["path"]]
-    hub_resolve = [r for r in new if r["listener"] == "hub" and f"/resolve/" in r["path"] and name in r["path"]]
+    hub_resolve = [r for r in new if r["listener"] == "hub" and "/resolve/" in r["path"] and name in r["path"]]
     hub_gets = [r for r in hub_resolve if r["method"] == "GET"]
     summary = (f"CDN GETs {len(cdn_gets)}, hub resolve GETs {len(hub_gets)}, "
                f"hub resolve HEADs {len(hub_resolve) - len(hub_gets)}")

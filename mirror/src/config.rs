@@ -23,6 +23,25 @@ pub struct Config {
     pub ollama: OllamaConfig,
     /// Who may pull what.
     pub policy: PolicyConfig,
+    /// Signed approvals, review requests, the admin API.
+    pub governance: GovernanceConfig,
+}
+
+/// `[governance]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// Public keys (PEM files) whose signatures on approval and revocation records are trusted.
+    pub keys: Vec<PathBuf>,
+    /// Bearer token of the admin API (`/admin/…`); no token, no admin API.
+    pub admin_token: Option<Secret>,
+    /// File holding the admin token (first line).
+    pub admin_token_file: Option<PathBuf>,
+    /// Base URL clients are told to find review requests at (default: `http://<listen>`).
+    pub public_url: Option<String>,
+    /// Fetch, verify and scan a requested (not yet approved) version in the background, so the
+    /// reviewer sees the report.
+    pub prefetch_requests: Option<bool>,
 }
 
 /// `[huggingface]`
@@ -78,6 +97,9 @@ pub struct PolicyConfig {
     pub mode: PolicyMode,
     /// `[[policy.allow]]` rules.
     pub allow: Vec<AllowRule>,
+    /// Licences (as in a model card's `license:`) that may be approved without an override;
+    /// empty means no licence policy.
+    pub licenses: Vec<String>,
 }
 
 /// Policy mode.
@@ -135,6 +157,7 @@ impl Default for Config {
             data_dir: PathBuf::from("airlock-data"),
             huggingface: HfConfig::default(),
             ollama: OllamaConfig::default(),
+            governance: GovernanceConfig::default(),
             policy: PolicyConfig::default(),
         }
     }
@@ -184,6 +207,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             mode: PolicyMode::Allowlist,
             allow: Vec::new(),
+            licenses: Vec::new(),
         }
     }
 }
@@ -208,6 +232,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AIRLOCK_OLLAMA_TOKEN_FILE", "ollama.token_file"),
     ("AIRLOCK_OLLAMA_BLOB_URL", "ollama.blob_url"),
     ("AIRLOCK_POLICY_MODE", "policy.mode (allowlist|open)"),
+    ("AIRLOCK_ADMIN_TOKEN", "governance.admin_token"),
+    ("AIRLOCK_ADMIN_TOKEN_FILE", "governance.admin_token_file"),
+    ("AIRLOCK_PUBLIC_URL", "governance.public_url"),
+    ("AIRLOCK_GOVERNANCE_KEYS", "governance.keys (comma-separated paths)"),
 ];
 
 impl Config {
@@ -268,6 +296,18 @@ impl Config {
         if let Some(v) = env("AIRLOCK_OLLAMA_BLOB_URL") {
             cfg.ollama.blob_url = Some(v);
         }
+        if let Some(v) = env("AIRLOCK_ADMIN_TOKEN") {
+            cfg.governance.admin_token = Some(Secret(v));
+        }
+        if let Some(v) = env("AIRLOCK_ADMIN_TOKEN_FILE") {
+            cfg.governance.admin_token_file = Some(v.into());
+        }
+        if let Some(v) = env("AIRLOCK_PUBLIC_URL") {
+            cfg.governance.public_url = Some(v);
+        }
+        if let Some(v) = env("AIRLOCK_GOVERNANCE_KEYS") {
+            cfg.governance.keys = split_list(&v).into_iter().map(PathBuf::from).collect();
+        }
         if let Some(v) = env("AIRLOCK_POLICY_MODE") {
             cfg.policy.mode = match v.as_str() {
                 "allowlist" => PolicyMode::Allowlist,
@@ -284,6 +324,7 @@ impl Config {
             cfg.huggingface.token_file.as_deref(),
         )?;
         read_token(&mut cfg.ollama.token, cfg.ollama.token_file.as_deref())?;
+        read_token(&mut cfg.governance.admin_token, cfg.governance.admin_token_file.as_deref())?;
         Ok(cfg)
     }
 }

@@ -9,6 +9,7 @@
 mod config;
 mod error;
 mod flight;
+pub mod governance;
 mod manifest;
 mod names;
 mod pipeline;
@@ -16,6 +17,7 @@ mod policy;
 mod quarantine;
 mod refusal;
 mod store;
+mod typosquat;
 mod upstream;
 
 pub use config::{
@@ -31,4 +33,5 @@ pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
 pub use policy::{Decision, OllamaDecision, Policy};
 pub use refusal::Refusal;
 pub use store::{DriftRecord, FileRecord, ReindexReport, Store};
+pub use typosquat::{check as check_typosquat, Suspicion, WellKnown};
 pub use upstream::oci::DOCKER_MANIFEST_V2;

@@ -58,6 +58,8 @@ pub struct Policy {
     mode: PolicyMode,
     rules: Vec<Rule>,
     ollama: Vec<OllamaRule>,
+    /// The rules' names as written (`hf` names, then `ollama` names), for typosquat suggestions.
+    written: (Vec<String>, Vec<String>),
 }
 
 impl Policy {
@@ -117,10 +119,15 @@ impl Policy {
                 pin,
             });
         }
+        let written = (
+            cfg.allow.iter().filter_map(|r| r.hf.clone()).collect(),
+            cfg.allow.iter().filter_map(|r| r.ollama.clone()).collect(),
+        );
         Ok(Policy {
             mode: cfg.mode,
             rules,
             ollama,
+            written,
         })
     }
 
@@ -193,9 +200,10 @@ impl Policy {
             (false, PolicyMode::Open) => OllamaDecision::Allowed { pin: None },
             (true, _) => OllamaDecision::Refused(Refusal::NotApproved {
                 name: format!("{shown} (other tags of {name} are approved)"),
+                request: None,
             }),
             (false, PolicyMode::Allowlist) => {
-                OllamaDecision::Refused(Refusal::NotApproved { name: shown })
+                OllamaDecision::Refused(Refusal::NotApproved { name: shown, request: None })
             }
         }
     }
@@ -209,6 +217,16 @@ impl Policy {
                 .ollama
                 .iter()
                 .any(|r| r.namespace == ns && r.model.as_ref().is_none_or(|m| *m == model))
+    }
+
+    /// Names the allow rules approve, as written (`org/repo`, `org/*`, `datasets/…`; or Ollama's
+    /// `namespace/model`).
+    pub fn allowed_names(&self, ollama: bool) -> &[String] {
+        if ollama {
+            &self.written.1
+        } else {
+            &self.written.0
+        }
     }
 
     /// Decides for one repository. The first matching rule wins; an exact rule is listed by the
@@ -229,6 +247,7 @@ impl Policy {
             (None, PolicyMode::Open) => Decision::Allowed { pin: None },
             (None, PolicyMode::Allowlist) => Decision::Refused(Refusal::NotApproved {
                 name: repo.policy_name(),
+                request: None,
             }),
         }
     }
@@ -249,6 +268,7 @@ mod tests {
 
     fn policy(rules: &[(&str, Option<&str>)]) -> Policy {
         Policy::new(&PolicyConfig {
+            licenses: Vec::new(),
             mode: PolicyMode::Allowlist,
             allow: rules
                 .iter()
@@ -319,6 +339,7 @@ mod tests {
             }
         );
         let bad = PolicyConfig {
+            licenses: Vec::new(),
             mode: PolicyMode::Allowlist,
             allow: vec![AllowRule {
                 hf: Some("acme/tiny".into()),
@@ -328,6 +349,7 @@ mod tests {
         };
         assert!(Policy::new(&bad).is_err());
         let bad = PolicyConfig {
+            licenses: Vec::new(),
             mode: PolicyMode::Allowlist,
             allow: vec![AllowRule {
                 hf: Some("../x".into()),
@@ -341,6 +363,7 @@ mod tests {
     fn ollama_rules() {
         let d = format!("sha256:{}", "ab".repeat(32));
         let p = Policy::new(&PolicyConfig {
+            licenses: Vec::new(),
             mode: PolicyMode::Allowlist,
             allow: vec![
                 AllowRule {
@@ -383,6 +406,7 @@ mod tests {
         assert!(!p.ollama_name_allowed(&n("library", "evil")));
         let bad = |r: AllowRule| {
             Policy::new(&PolicyConfig {
+                licenses: Vec::new(),
                 mode: PolicyMode::Allowlist,
                 allow: vec![r],
             })

@@ -9,10 +9,29 @@ use std::fmt;
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Refusal {
-    /// No allow rule matches the name (allowlist mode).
+    /// Nothing approves the name. A review request may have been recorded.
     NotApproved {
-        /// The name as asked (`org/repo` or `datasets/org/repo`).
+        /// The name as asked (`org/repo`, `datasets/org/repo`, `library/model:tag`).
         name: String,
+        /// The review request recorded for it, and where to see it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<RequestNote>,
+    },
+    /// The governance team denied the request for this name.
+    Denied {
+        /// The name.
+        name: String,
+        /// Who denied it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// The name looks like an approved or well-known one: refused outright, not queued.
+    Typosquat {
+        /// The name as asked.
+        name: String,
+        /// What it looks like and the suggestion ("looks like …; did you mean …?").
+        reason: String,
     },
     /// The allow rule pins a commit and the client asked for another one.
     PinnedElsewhere {
@@ -23,6 +42,33 @@ pub enum Refusal {
         /// The only approved commit.
         pinned: Revision,
     },
+    /// Approvals exist for the name, but none covers the asked revision.
+    RevisionNotApproved {
+        /// The name.
+        name: String,
+        /// What the client asked for.
+        asked: String,
+        /// The approved revisions, for the message.
+        approved: String,
+    },
+    /// The approval that covered this version was revoked.
+    Revoked {
+        /// The name.
+        name: String,
+        /// The approval id.
+        approval: String,
+        /// Who revoked it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// The approval that covered this version has expired.
+    Expired {
+        /// The name.
+        name: String,
+        /// The approval id.
+        approval: String,
+    },
     /// A file failed a check (size, digest, scan, signature). Sticky: the same bytes are never
     /// fetched again until an operator clears the refusal.
     Verification {
@@ -30,6 +76,20 @@ pub enum Refusal {
         file: String,
         /// What failed, phrased for the client ("sha256 mismatch: upstream declared …").
         reason: String,
+    },
+    /// A required signature is missing or does not verify (a whole revision is refused).
+    Signature {
+        /// The name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The model's licence is not in `[policy] licenses` and no approval overrides it.
+    Licence {
+        /// The name.
+        name: String,
+        /// The licence found (`unknown` if none).
+        license: String,
     },
     /// The upstream refuses Airlock access (gated or private repo, bad token).
     UpstreamDenied {
@@ -40,18 +100,65 @@ pub enum Refusal {
     },
 }
 
+/// A review request, as a refusal mentions it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestNote {
+    /// The request id (`req-…`).
+    pub id: String,
+    /// Where the governance team reviews it.
+    pub url: String,
+}
+
+impl Refusal {
+    /// Whether the refusal is about the revision (clients should forget cached copies: HF maps
+    /// these to `RevisionNotFound`) rather than the name.
+    pub fn is_about_revision(&self) -> bool {
+        matches!(
+            self,
+            Refusal::PinnedElsewhere { .. }
+                | Refusal::RevisionNotApproved { .. }
+                | Refusal::Revoked { .. }
+                | Refusal::Expired { .. }
+        )
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::NotApproved { name } => write!(
+            Refusal::NotApproved { name, request: Some(r) } => write!(
                 f,
-                "airlock: {name} is not approved on this mirror (no [[policy.allow]] rule matches); ask your model-governance team to approve it"
+                "airlock: {name} is not approved on this mirror; request {} is pending review at {}",
+                r.id, r.url
             ),
+            Refusal::NotApproved { name, request: None } => write!(
+                f,
+                "airlock: {name} is not approved on this mirror (no approval or [[policy.allow]] rule matches); ask your model-governance team to approve it"
+            ),
+            Refusal::Denied { name, by, reason } => {
+                write!(f, "airlock: {name} was denied by {by}: {reason}")
+            }
+            Refusal::Typosquat { name, reason } => write!(f, "airlock: {name} refused: {reason}"),
             Refusal::PinnedElsewhere { name, asked, pinned } => write!(
                 f,
                 "airlock: {name} is approved only at commit {pinned}; revision {asked} is not approved"
             ),
+            Refusal::RevisionNotApproved { name, asked, approved } => write!(
+                f,
+                "airlock: revision {asked} of {name} is not approved (approved: {approved})"
+            ),
+            Refusal::Revoked { name, approval, by, reason } => {
+                write!(f, "airlock: approval {approval} of {name} was revoked by {by}: {reason}")
+            }
+            Refusal::Expired { name, approval } => {
+                write!(f, "airlock: approval {approval} of {name} has expired")
+            }
             Refusal::Verification { file, reason } => write!(f, "airlock: {file} refused: {reason}"),
+            Refusal::Signature { name, reason } => write!(f, "airlock: {name} refused: {reason}"),
+            Refusal::Licence { name, license } => write!(
+                f,
+                "airlock: {name} has licence {license}, which is not in the allowed licences; an approval must override it"
+            ),
             Refusal::UpstreamDenied { name, detail } => {
                 write!(f, "airlock: upstream denied access to {name} (gated or private): {detail}")
             }

@@ -131,6 +131,8 @@ pub struct Store {
     oci_blobs: sled::Tree,
     oci_refusals: sled::Tree,
     oci_drift: sled::Tree,
+    /// Review requests (also recorded in the audit log).
+    pub(crate) requests: sled::Tree,
 }
 
 fn key(parts: &[&str]) -> Vec<u8> {
@@ -175,6 +177,7 @@ impl Store {
             oci_blobs: db.open_tree("oci_blobs")?,
             oci_refusals: db.open_tree("oci_refusals")?,
             oci_drift: db.open_tree("oci_drift")?,
+            requests: db.open_tree("requests")?,
         })
     }
 
@@ -223,7 +226,7 @@ impl Store {
         Ok(digest)
     }
 
-    fn get<T: DeserializeOwned>(tree: &sled::Tree, k: &[u8]) -> Result<Option<T>, MirrorError> {
+    pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, k: &[u8]) -> Result<Option<T>, MirrorError> {
         match tree.get(k)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -235,7 +238,7 @@ impl Store {
         }
     }
 
-    fn put<T: Serialize>(tree: &sled::Tree, k: Vec<u8>, v: &T) -> Result<(), MirrorError> {
+    pub(crate) fn put<T: Serialize>(tree: &sled::Tree, k: Vec<u8>, v: &T) -> Result<(), MirrorError> {
         let bytes = serde_json::to_vec(v).map_err(|e| MirrorError::Corrupt {
             key: "new record".into(),
             detail: e.to_string(),

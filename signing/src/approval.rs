@@ -50,7 +50,9 @@ impl FromStr for ApprovalId {
     type Err = SigningError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.strip_prefix("appr-") {
-            Some(h) if h.len() == 12 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Some(h)
+                if h.len() == 12 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
                 Ok(ApprovalId(s.to_owned()))
             }
             _ => Err(SigningError::Invalid {
@@ -210,7 +212,10 @@ impl sealed::Sealed for ApprovalRecord {
         check_revision(self.source, &self.revision)?;
         if let Some(r) = &self.revision_name {
             if r.is_empty() || r.len() > 255 || r.chars().any(char::is_control) {
-                return Err(invalid("revision_name", "must be 1 to 255 printable characters"));
+                return Err(invalid(
+                    "revision_name",
+                    "must be 1 to 255 printable characters",
+                ));
             }
         }
         if self.files.is_empty() {
@@ -223,7 +228,10 @@ impl sealed::Sealed for ApprovalRecord {
             check_path(&f.path)?;
         }
         if self.files.windows(2).any(|w| w[0].path >= w[1].path) {
-            return Err(invalid("files", "must be sorted by path with no path twice"));
+            return Err(invalid(
+                "files",
+                "must be sorted by path with no path twice",
+            ));
         }
         check_text("approved_by", &self.approved_by, 256)?;
         check_text("reason", &self.reason, MAX_TEXT)?;
@@ -367,7 +375,10 @@ impl<T: Record> Signed<T> {
             "signature".into(),
             Value::String(hex::encode(self.signature.to_bytes())),
         );
-        map.insert("signed_by".into(), Value::String(self.signed_by.0.clone()));
+        map.insert(
+            "signed_by".into(),
+            Value::String(self.signed_by.to_string()),
+        );
         for (k, v) in T::DERIVED.iter().zip(self.record.derived()?) {
             map.insert((*k).into(), Value::String(v));
         }
@@ -427,8 +438,11 @@ impl<T: Record> Signed<T> {
         let text = self.to_json()?;
         match canonical::read_bounded(&path, MAX_RECORD_FILE) {
             Ok(existing) if existing == text.as_bytes() => return Ok(path),
-            Ok(_) | Err(SigningError::TooLarge { .. }) => return Err(SigningError::Exists { path }),
-            Err(SigningError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(_) | Err(SigningError::TooLarge { .. }) => {
+                return Err(SigningError::Exists { path })
+            }
+            Err(SigningError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         write_atomically(dir, &path, text.as_bytes())?;
@@ -443,13 +457,14 @@ impl SignedApproval {
     }
 }
 
+/// What [`load_dir`] and [`load_revocations`] return: the records that verified, and each rejected
+/// file with the reason.
+pub type Loaded<T> = (Vec<Signed<T>>, Vec<(PathBuf, SigningError)>);
+
 /// Loads and verifies every approval in `dir`: each `*.json` file except `revocation-*.json` and
 /// hidden files. Good records come back in file-name order; every bad one comes back with its path
 /// and the reason, for the caller to reject loudly. A missing directory holds no approvals.
-pub fn load_dir(
-    dir: &Path,
-    trusted: &[PublicKey],
-) -> Result<(Vec<SignedApproval>, Vec<(PathBuf, SigningError)>), SigningError> {
+pub fn load_dir(dir: &Path, trusted: &[PublicKey]) -> Result<Loaded<ApprovalRecord>, SigningError> {
     load_kind(dir, trusted, |name| !name.starts_with("revocation-"))
 }
 
@@ -457,11 +472,9 @@ pub fn load_dir(
 pub fn load_revocations(
     dir: &Path,
     trusted: &[PublicKey],
-) -> Result<(Vec<SignedRevocation>, Vec<(PathBuf, SigningError)>), SigningError> {
+) -> Result<Loaded<RevocationRecord>, SigningError> {
     load_kind(dir, trusted, |name| name.starts_with("revocation-"))
 }
-
-type Loaded<T> = (Vec<Signed<T>>, Vec<(PathBuf, SigningError)>);
 
 fn load_kind<T: Record>(
     dir: &Path,
@@ -608,7 +621,9 @@ fn check_revision(source: Source, rev: &str) -> Result<(), SigningError> {
     };
     let ok = match source {
         Source::Hf => lower_hex(rev, 40),
-        Source::Ollama => rev.strip_prefix("sha256:").is_some_and(|h| lower_hex(h, 64)),
+        Source::Ollama => rev
+            .strip_prefix("sha256:")
+            .is_some_and(|h| lower_hex(h, 64)),
     };
     if ok {
         Ok(())
@@ -632,4 +647,285 @@ fn check_path(p: &str) -> Result<(), SigningError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn governance() -> KeyPair {
+        KeyPair::from_seed(&[1; 32])
+    }
+
+    fn record() -> ApprovalRecord {
+        ApprovalRecord {
+            source: Source::Hf,
+            name: "acme/tiny".into(),
+            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            revision_name: Some("main".into()),
+            files: vec![
+                PinnedFile {
+                    path: "model.safetensors".into(),
+                    sha256: Digest::of(b"weights"),
+                    size: 7,
+                },
+                PinnedFile {
+                    path: "config.json".into(),
+                    sha256: Digest::of(b"{}"),
+                    size: 2,
+                },
+            ],
+            approved_by: "governance@example.org".into(),
+            approved_at: "2026-01-31T12:00:00Z".parse().unwrap(),
+            expires_at: Some("2027-01-31T12:00:00Z".parse().unwrap()),
+            reason: "evaluated".into(),
+            license: Some("apache-2.0".into()),
+            license_override: false,
+        }
+    }
+
+    #[test]
+    fn signed_bytes_are_canonical_and_pinned() {
+        let rev = RevocationRecord {
+            approval: "appr-0123456789ab".parse().unwrap(),
+            reason: "CVE".into(),
+            revoked_by: "gov".into(),
+            revoked_at: "2026-02-01T00:00:00Z".parse().unwrap(),
+        };
+        assert_eq!(
+            String::from_utf8(signed_message(&rev).unwrap()).unwrap(),
+            "airlock-revocation-v1\n{\"approval\":\"appr-0123456789ab\",\"reason\":\"CVE\",\"revoked_at\":\"2026-02-01T00:00:00Z\",\"revoked_by\":\"gov\"}"
+        );
+        // Files are sorted before signing, and the id is the hash of the signed bytes.
+        let signed = sign(record(), &governance()).unwrap();
+        assert_eq!(signed.record().files[0].path, "config.json");
+        let expected = format!(
+            "airlock-approval-v1\n{{\"approved_at\":\"2026-01-31T12:00:00Z\",\"approved_by\":\"governance@example.org\",\"expires_at\":\"2027-01-31T12:00:00Z\",\"files\":[{{\"path\":\"config.json\",\"sha256\":\"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"size\":2}},{{\"path\":\"model.safetensors\",\"sha256\":\"sha256:{}\",\"size\":7}}],\"license\":\"apache-2.0\",\"license_override\":false,\"name\":\"acme/tiny\",\"reason\":\"evaluated\",\"revision\":\"0123456789abcdef0123456789abcdef01234567\",\"revision_name\":\"main\",\"source\":\"hf\"}}",
+            Digest::of(b"weights").hex()
+        );
+        assert_eq!(
+            String::from_utf8(signed_message(signed.record()).unwrap()).unwrap(),
+            expected
+        );
+        let h = sha2::Sha256::digest(expected.as_bytes());
+        assert_eq!(
+            signed.id().unwrap().as_str(),
+            format!("appr-{}", hex::encode(&h[..6]))
+        );
+        assert_eq!(signed.id().unwrap().as_str(), KNOWN_ID);
+        assert_eq!(signed.record().file("model.safetensors").unwrap().size, 7);
+        assert!(signed.record().file("nope").is_none());
+    }
+
+    const KNOWN_ID: &str = "appr-4b8a812d524d";
+
+    #[test]
+    fn round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = governance();
+        let signed = sign(record(), &key).unwrap();
+        let path = signed.write_to_dir(dir.path()).unwrap();
+        assert_eq!(
+            path.file_name().unwrap().to_str().unwrap(),
+            format!("{}.json", signed.id().unwrap())
+        );
+        // Idempotent.
+        assert_eq!(signed.write_to_dir(dir.path()).unwrap(), path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\n  \"approved_at\": \"2026-01-31T12:00:00Z\",\n"));
+        assert!(text.ends_with("}\n"));
+
+        let rev = sign(
+            RevocationRecord {
+                approval: signed.id().unwrap(),
+                reason: "withdrawn".into(),
+                revoked_by: "gov".into(),
+                revoked_at: "2026-02-01T00:00:00Z".parse().unwrap(),
+            },
+            &key,
+        )
+        .unwrap();
+        rev.write_to_dir(dir.path()).unwrap();
+        std::fs::write(dir.path().join("README.md"), "not a record").unwrap();
+
+        let (good, bad) = load_dir(dir.path(), &[key.public()]).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(good, vec![signed.clone()]);
+        let (revs, bad) = load_revocations(dir.path(), &[key.public()]).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(revs[0].record().approval, signed.id().unwrap());
+
+        let missing = dir.path().join("nope");
+        assert_eq!(load_dir(&missing, &[key.public()]).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn unknown_signer_rejected() {
+        let signed = sign(record(), &governance()).unwrap();
+        let other = KeyPair::from_seed(&[2; 32]).public();
+        assert!(matches!(
+            signed.verify(&[other]),
+            Err(SigningError::UnknownSigner { key }) if key == governance().public().id()
+        ));
+        assert!(signed.verify(&[]).is_err());
+    }
+
+    /// Writes `text` as the record's file and loads the directory; returns the rejection.
+    fn load_tampered(text: &str, name: &str) -> SigningError {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let (good, mut bad) = load_dir(dir.path(), &[governance().public()]).unwrap();
+        assert!(good.is_empty());
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, dir.path().join(name));
+        bad.remove(0).1
+    }
+
+    #[test]
+    fn one_changed_byte_is_rejected() {
+        let signed = sign(record(), &governance()).unwrap();
+        let name = signed.file_name().unwrap();
+        let text = signed.to_json().unwrap();
+        let pin = Digest::of(b"weights").hex();
+        let changed_pin = pin.replacen(&pin[..1], if &pin[..1] == "0" { "1" } else { "0" }, 1);
+
+        // A changed pin: the id no longer matches the content.
+        let e = load_tampered(&text.replace(&pin, &changed_pin), &name);
+        assert!(matches!(e, SigningError::IdMismatch { .. }), "{e}");
+
+        // A changed pin with the id recomputed to match: the signature catches it.
+        let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
+        forged["files"][1]["sha256"] = format!("sha256:{changed_pin}").into();
+        let forged_record: ApprovalRecord = {
+            let mut m = forged.as_object().unwrap().clone();
+            for k in ["id", "format", "signature", "signed_by"] {
+                m.remove(k);
+            }
+            serde_json::from_value(serde_json::Value::Object(m)).unwrap()
+        };
+        let new_id = forged_record.id().unwrap();
+        forged["id"] = new_id.to_string().into();
+        let e = load_tampered(&forged.to_string(), &format!("{new_id}.json"));
+        assert!(matches!(e, SigningError::BadSignature { .. }), "{e}");
+
+        // A changed size, approver, or licence flag: same.
+        for (from, to) in [
+            ("\"size\": 7", "\"size\": 8"),
+            ("\"license_override\": false", "\"license_override\": true"),
+        ] {
+            assert!(text.contains(from));
+            let e = load_tampered(&text.replace(from, to), &name);
+            assert!(matches!(e, SigningError::IdMismatch { .. }), "{from}: {e}");
+        }
+
+        // One flipped signature digit.
+        let sig = hex::encode(signed.signature.to_bytes());
+        let mut flipped = sig.clone().into_bytes();
+        flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+        let e = load_tampered(
+            &text.replace(&sig, std::str::from_utf8(&flipped).unwrap()),
+            &name,
+        );
+        assert!(matches!(e, SigningError::BadSignature { .. }), "{e}");
+
+        // An extra, unsigned field.
+        let e = load_tampered(&text.replacen("{\n", "{\n  \"note\": \"x\",\n", 1), &name);
+        assert!(matches!(e, SigningError::Json { .. }), "{e}");
+
+        // A good record under the wrong name.
+        let e = load_tampered(&text, "appr-ffffffffffff.json");
+        assert!(matches!(e, SigningError::FileName { .. }), "{e}");
+
+        // Not JSON at all.
+        let e = load_tampered("{", &name);
+        assert!(matches!(e, SigningError::Json { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_revocation_signature_is_not_an_approval_signature() {
+        let key = governance();
+        let rev = sign(
+            RevocationRecord {
+                approval: "appr-0123456789ab".parse().unwrap(),
+                reason: "r".into(),
+                revoked_by: "g".into(),
+                revoked_at: "2026-02-01T00:00:00Z".parse().unwrap(),
+            },
+            &key,
+        )
+        .unwrap();
+        let text = rev.to_json().unwrap();
+        assert!(SignedApproval::from_json(text.as_bytes()).is_err());
+        let relabelled = text.replace("airlock-revocation-v1", "airlock-approval-v1");
+        assert!(SignedApproval::from_json(relabelled.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn invalid_records_are_not_signed() {
+        let key = governance();
+        type Change = Box<dyn Fn(&mut ApprovalRecord)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("revision", Box::new(|r| r.revision = "main".into())),
+            (
+                "revision",
+                Box::new(|r| r.revision = r.revision.to_uppercase()),
+            ),
+            ("name", Box::new(|r| r.name = "../etc/passwd".into())),
+            ("name", Box::new(|r| r.name = "a/b/c".into())),
+            ("files", Box::new(|r| r.files.clear())),
+            ("files", Box::new(|r| r.files[0].path = "../x".into())),
+            (
+                "files",
+                Box::new(|r| r.files[1].path = r.files[0].path.clone()),
+            ),
+            ("reason", Box::new(|r| r.reason = " ".into())),
+            (
+                "approved_by",
+                Box::new(|r| r.approved_by = "a\u{1b}[31m".into()),
+            ),
+            (
+                "expires_at",
+                Box::new(|r| r.expires_at = Some("2020-01-01T00:00:00Z".parse().unwrap())),
+            ),
+        ];
+        for (field, change) in cases {
+            let mut r = record();
+            change(&mut r);
+            match sign(r, &key) {
+                Err(SigningError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let mut ollama = record();
+        ollama.source = Source::Ollama;
+        ollama.name = "library/llama3".into();
+        ollama.revision = format!("sha256:{}", Digest::of(b"manifest").hex());
+        assert!(sign(ollama, &key).is_ok());
+        let mut dataset = record();
+        dataset.name = "datasets/acme/ds".into();
+        assert!(sign(dataset, &key).is_ok());
+    }
+
+    #[test]
+    fn expiry() {
+        let r = record();
+        assert!(!r.is_expired("2026-06-01T00:00:00Z".parse().unwrap()));
+        assert!(r.is_expired("2027-01-31T12:00:00Z".parse().unwrap()));
+        let mut forever = record();
+        forever.expires_at = None;
+        assert!(!forever.is_expired("9999-01-01T00:00:00Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn approval_ids_parse() {
+        assert!("appr-0123456789ab".parse::<ApprovalId>().is_ok());
+        for bad in [
+            "appr-0123456789AB",
+            "appr-0123",
+            "0123456789ab",
+            "appr-0123456789abc",
+        ] {
+            assert!(bad.parse::<ApprovalId>().is_err(), "{bad}");
+        }
+    }
 }

@@ -321,7 +321,9 @@ impl AuditLog {
             file.seek(SeekFrom::Start(len - 1)).map_err(io)?;
             file.read_exact(&mut last).map_err(io)?;
             if last[0] != b'\n' {
-                let offset = last_newline_before(&mut file, len).map_err(io)?.map_or(0, |p| p + 1);
+                let offset = last_newline_before(&mut file, len)
+                    .map_err(io)?
+                    .map_or(0, |p| p + 1);
                 return Err(SigningError::TornTail {
                     path: path.to_owned(),
                     offset,
@@ -579,14 +581,22 @@ impl Iterator for Export {
             let parsed = serde_json::from_slice::<TimeOnly>(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|t| {
-                    String::from_utf8(bytes).map(|s| (t.time, s)).map_err(|e| e.to_string())
+                    String::from_utf8(bytes)
+                        .map(|s| (t.time, s))
+                        .map_err(|e| e.to_string())
                 });
             match parsed {
-                Ok((time, line)) if self.since.map_or(true, |s| time >= s) => return Some(Ok(line)),
-                Ok(_) => continue,
+                Ok((time, line)) => match self.since {
+                    Some(since) if time < since => continue,
+                    _ => return Some(Ok(line)),
+                },
                 Err(detail) => {
                     self.done = true;
-                    return Some(Err(entry_error(&self.path, line_no, ProblemKind::NotAnEntry { detail })));
+                    return Some(Err(entry_error(
+                        &self.path,
+                        line_no,
+                        ProblemKind::NotAnEntry { detail },
+                    )));
                 }
             }
         }
@@ -622,7 +632,13 @@ impl Iterator for Entries {
                 return Ok(None);
             };
             let not_entry = |e: serde_json::Error| {
-                entry_error(&self.path, line_no, ProblemKind::NotAnEntry { detail: e.to_string() })
+                entry_error(
+                    &self.path,
+                    line_no,
+                    ProblemKind::NotAnEntry {
+                        detail: e.to_string(),
+                    },
+                )
             };
             let raw: RawEntry = serde_json::from_slice(&bytes).map_err(not_entry)?;
             let event: AuditEvent = serde_json::from_value(raw.event).map_err(not_entry)?;
@@ -785,4 +801,390 @@ fn count_lines(path: &Path) -> Result<u64, SigningError> {
         n = line_no;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror_key() -> KeyPair {
+        KeyPair::from_seed(&[3; 32])
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(1_795_000_000 + secs).unwrap()
+    }
+
+    fn download(client: &str, approval: Option<&str>) -> AuditEvent {
+        AuditEvent::Download {
+            client: client.into(),
+            name: "acme/tiny".into(),
+            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            file: "model.safetensors".into(),
+            digest: Digest::of(b"weights"),
+            approval: approval.map(|a| a.parse().unwrap()),
+        }
+    }
+
+    /// A log of five downloads by clients 10.0.0.1 … 10.0.0.5, one second apart.
+    fn five(dir: &Path) -> PathBuf {
+        let path = dir.join("audit.log");
+        // Each call starts a fresh log.
+        let _ = std::fs::remove_file(&path);
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        for i in 1..=5 {
+            let seq = log
+                .append(
+                    &download(&format!("10.0.0.{i}"), Some("appr-0123456789ab")),
+                    at(i),
+                )
+                .unwrap();
+            assert_eq!(seq, i as u64);
+        }
+        path
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn write_lines(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    fn problem(path: &Path) -> Problem {
+        let out = verify(path, &[mirror_key().public()]).unwrap();
+        assert!(!out.ok);
+        out.first_problem.unwrap()
+    }
+
+    #[test]
+    fn known_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        log.append(
+            &AuditEvent::ConfigReload {
+                sha256: Digest::of(b""),
+            },
+            Timestamp::from_unix(0).unwrap(),
+        )
+        .unwrap();
+        let line = &lines(&path)[0];
+        let key = mirror_key().public().id();
+        let unsigned = format!(
+            "{{\"event\":{{\"kind\":\"config_reload\",\"sha256\":\"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}},\"key\":\"{key}\",\"prev\":\"{}\",\"seq\":1,\"time\":\"1970-01-01T00:00:00Z\"}}",
+            "0".repeat(64)
+        );
+        let sig = mirror_key().sign(&[DOMAIN, unsigned.as_bytes()].concat());
+        let want = unsigned.replace(
+            ",\"time\"",
+            &format!(",\"sig\":\"{}\",\"time\"", hex::encode(sig.to_bytes())),
+        );
+        assert_eq!(line, &want);
+    }
+
+    #[test]
+    fn intact_log_verifies_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        assert_eq!(log.append(&download("10.0.0.6", None), at(6)).unwrap(), 6);
+        drop(log);
+        let out = verify(&path, &[mirror_key().public()]).unwrap();
+        assert!(out.ok, "{:?}", out.first_problem);
+        assert_eq!(out.entries, 6);
+        let head = out.head.unwrap();
+        assert_eq!(head.seq, 6);
+        assert_eq!(head.sha256, Digest::of(lines(&path)[5].as_bytes()));
+    }
+
+    #[test]
+    fn one_edited_byte_is_found_on_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        l[2] = l[2].replace("10.0.0.3", "10.0.0.9");
+        write_lines(&path, &l);
+        let p = problem(&path);
+        assert_eq!(p.line, 3);
+        assert!(matches!(p.kind, ProblemKind::BadSignature { .. }), "{p}");
+        assert!(p.to_string().starts_with("line 3: signature by key"));
+
+        // Reformatting without changing the meaning is an edit too.
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        l[1] = l[1].replacen("{\"event\"", "{ \"event\"", 1);
+        write_lines(&path, &l);
+        assert_eq!(
+            problem(&path),
+            Problem {
+                line: 2,
+                kind: ProblemKind::NotCanonical
+            }
+        );
+
+        // An edited prev: the chain breaks on that line.
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        let prev = l[3].split("\"prev\":\"").nth(1).unwrap()[..64].to_owned();
+        l[3] = l[3].replace(&prev, &"f".repeat(64));
+        write_lines(&path, &l);
+        assert_eq!(
+            problem(&path),
+            Problem {
+                line: 4,
+                kind: ProblemKind::BrokenChain
+            }
+        );
+
+        // A byte that breaks the JSON.
+        let path = five(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        bytes[second_line] = b'[';
+        std::fs::write(&path, bytes).unwrap();
+        let p = problem(&path);
+        assert_eq!(p.line, 2);
+        assert!(matches!(p.kind, ProblemKind::NotAnEntry { .. }));
+    }
+
+    #[test]
+    fn reordered_lines_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        l.swap(1, 2);
+        write_lines(&path, &l);
+        let p = problem(&path);
+        assert_eq!(
+            p,
+            Problem {
+                line: 2,
+                kind: ProblemKind::Sequence {
+                    expected: 2,
+                    found: 3
+                }
+            }
+        );
+        assert!(p.to_string().contains("deleted or lines were reordered"));
+    }
+
+    #[test]
+    fn deleted_lines_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        l.remove(2);
+        write_lines(&path, &l);
+        let out = verify(&path, &[mirror_key().public()]).unwrap();
+        assert_eq!(out.entries, 2);
+        assert_eq!(
+            out.first_problem,
+            Some(Problem {
+                line: 3,
+                kind: ProblemKind::Sequence {
+                    expected: 3,
+                    found: 4
+                }
+            })
+        );
+
+        // The first line.
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        l.remove(0);
+        write_lines(&path, &l);
+        assert_eq!(problem(&path).line, 1);
+
+        // A line deleted and its seq renumbered still breaks the chain.
+        let path = five(dir.path());
+        let mut l = lines(&path);
+        l.remove(2);
+        l[2] = l[2].replace("\"seq\":4", "\"seq\":3");
+        write_lines(&path, &l);
+        assert_eq!(
+            problem(&path),
+            Problem {
+                line: 3,
+                kind: ProblemKind::BrokenChain
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let other = KeyPair::from_seed(&[4; 32]).public();
+        let out = verify(&path, &[other]).unwrap();
+        assert_eq!(
+            out.first_problem,
+            Some(Problem {
+                line: 1,
+                kind: ProblemKind::UnknownKey {
+                    key: mirror_key().public().id()
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn torn_tail_stops_open_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"event\":{\"kind\":\"downl").unwrap();
+        drop(f);
+        match AuditLog::open(&path, mirror_key()) {
+            Err(SigningError::TornTail { offset, .. }) => assert_eq!(offset, good_len),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            problem(&path),
+            Problem {
+                line: 6,
+                kind: ProblemKind::Incomplete
+            }
+        );
+        // Nothing was appended after the torn line.
+        assert_eq!(lines(&path).len(), 6);
+        // After the operator truncates, the log continues.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(good_len)
+            .unwrap();
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        assert_eq!(log.append(&download("x", None), at(9)).unwrap(), 6);
+        assert!(verify(&path, &[mirror_key().public()]).unwrap().ok);
+    }
+
+    #[test]
+    fn oversized_lines_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        let huge = AuditEvent::Revocation {
+            approval: "appr-0123456789ab".parse().unwrap(),
+            reason: "x".repeat(MAX_LINE),
+            revoked_by: "g".into(),
+        };
+        assert!(matches!(
+            log.append(&huge, at(7)),
+            Err(SigningError::EntryTooLarge { .. })
+        ));
+        // The refused entry left no trace and did not consume a seq.
+        assert_eq!(log.append(&download("y", None), at(8)).unwrap(), 6);
+        drop(log);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&vec![b'a'; 3 * MAX_LINE]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        assert_eq!(
+            problem(&path),
+            Problem {
+                line: 7,
+                kind: ProblemKind::TooLong
+            }
+        );
+        assert!(matches!(
+            AuditLog::open(&path, mirror_key()),
+            Err(SigningError::AuditEntry {
+                problem: Problem {
+                    line: 7,
+                    kind: ProblemKind::TooLong
+                },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn concurrent_appends_keep_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let log = &log;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        log.append(&download(&format!("t{t}-{i}"), None), at(i))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let out = verify(&path, &[mirror_key().public()]).unwrap();
+        assert!(out.ok, "{:?}", out.first_problem);
+        assert_eq!(out.entries, 100);
+    }
+
+    #[test]
+    fn export_since_and_downloads_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        log.append(&download("10.0.0.6", Some("appr-ffffffffffff")), at(6))
+            .unwrap();
+        log.append(
+            &AuditEvent::Revocation {
+                approval: "appr-0123456789ab".parse().unwrap(),
+                reason: "CVE".into(),
+                revoked_by: "gov".into(),
+            },
+            at(7),
+        )
+        .unwrap();
+        drop(log);
+
+        let all: Vec<String> = export(&path, None).unwrap().map(Result::unwrap).collect();
+        assert_eq!(all, lines(&path));
+        let recent: Vec<String> = export(&path, Some(at(4)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(recent, lines(&path)[3..].to_vec());
+
+        let revoked: ApprovalId = "appr-0123456789ab".parse().unwrap();
+        let downloads = downloads_of(&path, &revoked).unwrap();
+        let clients: Vec<&str> = downloads
+            .iter()
+            .map(|e| match &e.event {
+                AuditEvent::Download { client, .. } => client.as_str(),
+                _ => unreachable!("downloads_of returns downloads only"),
+            })
+            .collect();
+        assert_eq!(
+            clients,
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]
+        );
+        assert_eq!(downloads[0].seq, 1);
+        assert_eq!(downloads[4].time, at(5));
+
+        // A damaged line stops the query loudly.
+        let mut l = lines(&path);
+        l[3] = "garbage".into();
+        write_lines(&path, &l);
+        assert!(matches!(
+            downloads_of(&path, &revoked),
+            Err(SigningError::AuditEntry {
+                problem: Problem { line: 4, .. },
+                ..
+            })
+        ));
+    }
 }

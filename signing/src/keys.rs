@@ -6,7 +6,7 @@
 //! `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` use.
 
 use crate::error::SigningError;
-use ed25519_dalek::pkcs8::LineEnding;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::Digest as _;
@@ -63,13 +63,13 @@ impl KeyPair {
     /// Writes the private key as PKCS#8 PEM, mode 0600, refusing to replace an existing file
     /// (overwriting a governance key would orphan every record it signed).
     pub fn write_private(&self, path: &Path) -> Result<(), SigningError> {
-        let pem = self
-            .secret
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|_| SigningError::BadKeyFile {
-                path: path.to_owned(),
-                expected: "encodable Ed25519 private key",
-            })?;
+        let pem =
+            self.secret
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|_| SigningError::BadKeyFile {
+                    path: path.to_owned(),
+                    expected: "encodable Ed25519 private key",
+                })?;
         write_new(path, pem.as_bytes(), 0o600)
     }
 

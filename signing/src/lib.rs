@@ -53,7 +53,7 @@ mod keys;
 mod timestamp;
 
 pub use approval::{
-    load_dir, load_revocations, sign, ApprovalId, ApprovalRecord, PinnedFile, Record,
+    load_dir, load_revocations, sign, ApprovalId, ApprovalRecord, Loaded, PinnedFile, Record,
     RevocationRecord, Signed, SignedApproval, SignedRevocation, Source,
 };
 pub use audit::{

@@ -123,10 +123,12 @@ mod tests {
 
     #[test]
     fn rejects_non_rfc3339() {
+        // RFC 3339 §5.6 lets a space stand for the "T"; that spelling is accepted and normalised.
+        let spaced: Timestamp = "2026-11-22 00:36:19Z".parse().unwrap();
+        assert_eq!(spaced.to_string(), "2026-11-22T00:36:19Z");
         for bad in [
             "",
             "2026-11-22",
-            "2026-11-22 00:36:19Z",
             "2026-02-30T00:00:00Z",
             "2026-11-22T00:36:19",
             "yesterday",

@@ -1031,6 +1031,32 @@ fn gpg_cases_as_expected() {
             &accept_revoked,
             true,
         ),
+        // Added vectors: a signing subkey bound to a certify-only primary, and the same subkey
+        // expired one second after it signed.
+        (
+            "pos_signing_subkey",
+            "subkey.pub.asc",
+            "SHA256SUMS.subkey.asc",
+            "SHA256SUMS",
+            &strict,
+            true,
+        ),
+        (
+            "neg_subkey_expired",
+            "subkey_expired.pub.asc",
+            "SHA256SUMS.subkey.asc",
+            "SHA256SUMS",
+            &strict,
+            false,
+        ),
+        (
+            "neg_subkey_expired@valid_when_signed",
+            "subkey_expired.pub.asc",
+            "SHA256SUMS.subkey.asc",
+            "SHA256SUMS",
+            &lenient_expiry,
+            true,
+        ),
     ];
     let mut mismatches = Vec::new();
     for (name, key, sig, data, options, expected) in cases {
@@ -1131,7 +1157,11 @@ const MT_IDENTITY: &str = "stefanb@us.ibm.com";
 const MT_ISSUER: &str = "https://sigstore.verify.ibm.com/oauth2";
 
 /// Verifies `vector` (a directory, or `vector/file` for a single-file model) with `policy`.
-fn run_mt(vector: &str, single_file: Option<&str>, policy: &TrustPolicy) -> Result<SignatureReport, VerifyError> {
+fn run_mt(
+    vector: &str,
+    single_file: Option<&str>,
+    policy: &TrustPolicy,
+) -> Result<SignatureReport, VerifyError> {
     let dir = fixtures().join(MT).join(vector);
     let files = match single_file {
         Some(file) => ModelFiles::from_file(&dir.join(file))?,
@@ -1179,13 +1209,23 @@ fn real_signer_outputs_of_every_shape() {
         ("v1.0.1-elliptic-key", None, with_ignore(key()), true),
         ("v1.0.1-elliptic-key", None, key(), false),
         ("v1.1.0-elliptic-key", None, key(), true),
-        ("v1.1.0-elliptic-key", None, key_policy("keys/signer_p384.pub.pem"), false),
+        (
+            "v1.1.0-elliptic-key",
+            None,
+            key_policy("keys/signer_p384.pub.pem"),
+            false,
+        ),
         // certificate: x509CertificateChain in a v0.3 bundle, RSA-3072 root.
         ("v0.3.1-certificate", None, cert(), true),
         ("v1.0.0-certificate", None, cert(), true),
         ("v1.0.1-certificate", None, with_ignore(cert()), true),
         ("v1.1.0-certificate", None, cert(), true),
-        ("v1.1.0-certificate", None, cert_policy("pki/root.crt.pem"), false),
+        (
+            "v1.1.0-certificate",
+            None,
+            cert_policy("pki/root.crt.pem"),
+            false,
+        ),
         // v0.2.0: legacy predicate and PAE, refused unless the policy accepts it.
         ("v0.2.0-certificate", None, cert(), false),
         ("v0.2.0-certificate", None, legacy, true),
@@ -1194,14 +1234,31 @@ fn real_signer_outputs_of_every_shape() {
         ("v1.0.0-sigstore", None, keyless(), true),
         ("v1.0.1-sigstore", None, with_ignore(keyless()), true),
         ("v1.1.0-sigstore", None, keyless(), true),
-        ("v1.1.0-sigstore", None, mt_sigstore(PROD_ROOT, "someone-else@example.com"), false),
-        ("v1.1.0-sigstore", None, mt_sigstore(STAGING_ROOT, MT_IDENTITY), false),
+        (
+            "v1.1.0-sigstore",
+            None,
+            mt_sigstore(PROD_ROOT, "someone-else@example.com"),
+            false,
+        ),
+        (
+            "v1.1.0-sigstore",
+            None,
+            mt_sigstore(STAGING_ROOT, MT_IDENTITY),
+            false,
+        ),
     ];
     let mut mismatches = Vec::new();
     for (vector, single, policy, expected) in &cases {
         let report = run_mt(vector, *single, policy);
-        let row = format!("{vector}{}", single.map(|f| format!("/{f}")).unwrap_or_default());
-        println!("{row:<35} {:<5} {}", if *expected { "pass" } else { "fail" }, short(&report));
+        let row = format!(
+            "{vector}{}",
+            single.map(|f| format!("/{f}")).unwrap_or_default()
+        );
+        println!(
+            "{row:<35} {:<5} {}",
+            if *expected { "pass" } else { "fail" },
+            short(&report)
+        );
         if passed(&report) != *expected || report.is_err() {
             mismatches.push(format!("{row}: {}", short(&report)));
         }
@@ -1209,10 +1266,49 @@ fn real_signer_outputs_of_every_shape() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 
     // A keyless signature by someone else names both identities.
-    let report = run_mt("v1.1.0-sigstore", None, &mt_sigstore(PROD_ROOT, "someone-else@example.com"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = run_mt(
+        "v1.1.0-sigstore",
+        None,
+        &mt_sigstore(PROD_ROOT, "someone-else@example.com"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         matches!(report.failure(), Some(Failure::WrongSigner { found_identity, .. }) if found_identity == MT_IDENTITY),
         "{report:?}"
     );
+}
+
+/// One-byte mutations of a valid `model.sig`: never a panic or an error (a bad signature file
+/// is a report, not an I/O problem), and never verified when the byte is inside the signed
+/// payload or the signature.
+#[test]
+fn mutated_model_sig_never_verifies_or_panics() {
+    let sig = read("ms/key_p256/model/model.sig");
+    let text = String::from_utf8_lossy(&sig).into_owned();
+    let span = |field: &str| {
+        let start = text.find(field).unwrap_or_else(|| panic!("{field}")) + field.len();
+        let len = text[start..].find('"').unwrap_or(0);
+        start..start + len
+    };
+    let signed_spans = [span("\"payload\":\""), span("\"sig\":\"")];
+    let mut files = ModelFiles::from_dir(&fixtures().join("ms/key_p256/model"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    files.remove("model.sig");
+    let policy = key_policy("keys/signer_p256.pub.pem");
+    for i in (0..sig.len()).step_by(7) {
+        let mut mutated = sig.clone();
+        mutated[i] ^= 0x01;
+        let report = verify_model_signature(&files, &mutated, &policy, now());
+        let report = report.unwrap_or_else(|e| panic!("byte {i}: error {e}"));
+        if signed_spans.iter().any(|s| s.contains(&i)) {
+            assert!(!report.is_verified(), "byte {i} flipped and still verified");
+        }
+    }
+    for len in [0, 1, sig.len() / 2, sig.len() - 1] {
+        let report = verify_model_signature(&files, &sig[..len], &policy, now());
+        assert!(
+            matches!(report, Ok(r) if !r.is_verified()),
+            "truncated to {len}"
+        );
+    }
 }

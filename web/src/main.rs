@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod admin;
 mod blob;
+mod client;
 mod cmd;
 mod hf;
 mod ollama;

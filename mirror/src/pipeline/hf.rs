@@ -10,7 +10,10 @@ use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::names::{HfRepo, RepoPath, Revision, RevisionName};
+use super::admit::Admit;
+use crate::governance::Approval;
 use crate::policy::Decision;
+use signing::Source;
 use crate::refusal::Refusal;
 use crate::store::{now_unix, FileRecord, Store};
 use crate::upstream::hf::{Answer, HfUpstream};
@@ -24,19 +27,58 @@ pub struct Snapshot {
     pub commit: Revision,
     /// Its files.
     pub manifest: Arc<Manifest>,
+    /// The approval that covers it, if approvals decide for this repo: only its files, with its
+    /// sha256 pins, are served.
+    pub approval: Option<Arc<Approval>>,
 }
 
 impl Mirror {
-    /// Resolves `rev` of `repo` to a commit and its listing, applying policy and pins.
+    /// Resolves `rev` of `repo` to a commit and its listing, applying approvals, policy and pins.
+    /// `client` names the asker in requests and the audit log.
     pub async fn snapshot(
         &self,
         repo: &HfRepo,
         rev: &RevisionName,
+        client: &str,
     ) -> Result<Lookup<Snapshot>, MirrorError> {
-        let pin = match self.policy.decide(repo) {
-            Decision::Refused(r) => return Ok(Lookup::Refused(r)),
-            Decision::Allowed { pin } => pin,
+        let name = repo.policy_name();
+        let config = || match self.policy.decide(repo) {
+            Decision::Allowed { pin } => Ok(pin.map(|p| p.hex())),
+            Decision::Refused(r) => Err(r),
         };
+        let (pin, approval) = match self.admit(Source::Hf, &name, rev.as_str(), config, client)? {
+            Admit::Allowed { pin, approval } => (pin, approval),
+            Admit::Refused(r) => return Ok(Lookup::Refused(r)),
+        };
+        let pin = match pin.map(|p| Revision::parse(&p)) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => {
+                return Ok(Lookup::Refused(Refusal::RevisionNotApproved {
+                    name,
+                    asked: rev.to_string(),
+                    approved: "an approval whose revision is not a commit".into(),
+                }))
+            }
+            None => None,
+        };
+        let snap = self.resolve_snapshot(repo, rev, pin).await?;
+        Ok(match snap {
+            Lookup::Found(mut s) => {
+                s.approval = approval;
+                Lookup::Found(s)
+            }
+            other => other,
+        })
+    }
+
+    /// Resolves a revision to a commit (or takes the pin) and loads its listing. No policy: callers
+    /// decide first ([`Mirror::snapshot`]) or are the governance team ([`Mirror::prepare`]).
+    pub(crate) async fn resolve_snapshot(
+        &self,
+        repo: &HfRepo,
+        rev: &RevisionName,
+        pin: Option<Revision>,
+    ) -> Result<Lookup<Snapshot>, MirrorError> {
         let commit = match (pin, rev.as_commit()) {
             (Some(pin), Some(asked)) if asked != pin => {
                 return Ok(Lookup::Refused(Refusal::PinnedElsewhere {
@@ -76,6 +118,7 @@ impl Mirror {
             repo: repo.clone(),
             commit,
             manifest,
+            approval: None,
         }))
     }
 
@@ -199,6 +242,14 @@ impl Mirror {
                 })
             }
         };
+        // Under an approval, only approved files are part of the version.
+        let pinned = match &snap.approval {
+            Some(a) => match a.record.file(path.as_str()) {
+                Some(f) => Some((f.sha256, f.size)),
+                None => return Ok(Lookup::EntryNotFound { commit: snap.commit }),
+            },
+            None => None,
+        };
         if let Some(r) = self.store.get_refusal(&snap.repo, snap.commit, path)? {
             return Ok(Lookup::Refused(r));
         }
@@ -215,6 +266,14 @@ impl Mirror {
             fetch_file(store, hf, repo, commit, entry, progress)
         });
         match flight.wait(wait).await {
+            Waited::Done(Fetched::Ready(rec)) => match pinned {
+                // The approval pinned other bytes than upstream now declares for this commit.
+                Some((sha, size)) if sha != rec.digest || size != rec.size => Ok(Lookup::Refused(Refusal::Verification {
+                    file: path.to_string(),
+                    reason: format!("does not match the approved sha256 {} (approval {})", sha.hex(), snap.approval.as_ref().map(|a| a.id.to_string()).unwrap_or_default()),
+                })),
+                _ => Ok(Lookup::Found(FileState::Ready(rec))),
+            },
             Waited::Done(f) => Mirror::settle(f),
             Waited::Running { eta_secs } => Ok(Lookup::Found(FileState::Pending {
                 retry_after: eta_secs.clamp(1, 10),

@@ -5,17 +5,21 @@
 //! States of a file: Absent → Fetching → Quarantined → Verified → Ready, or → Refused(reason).
 //! Refusals of bytes are sticky (recorded in the index); upstream trouble is not.
 
+mod admit;
 mod fetch;
 mod hf;
 mod ollama;
+mod prepare;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use verifier::Digest;
 
 use crate::config::Config;
 use crate::error::MirrorError;
 use crate::flight::SingleFlight;
+use crate::governance::Governance;
+use crate::typosquat::WellKnown;
 use crate::manifest::Manifest;
 use crate::names::{RepoPath, Revision};
 use crate::policy::Policy;
@@ -96,27 +100,59 @@ pub struct Mirror {
     tag_ttl: u64,
     blob_flights: SingleFlight<Digest, Fetched>,
     manifest_flights: SingleFlight<MetaKey, Result<ManifestAnswer, String>>,
+    gov: Arc<Governance>,
+    well_known: WellKnown,
+    /// Itself, for background tasks that outlive a request (review-request prefetches).
+    me: Weak<Mirror>,
 }
 
 impl Mirror {
     /// Opens the store and builds the upstream clients. Background work runs on `rt` (the engine
     /// runtime, separate from the HTTP workers' event loops).
-    pub fn open(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Mirror, MirrorError> {
+    pub fn open(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Arc<Mirror>, MirrorError> {
         let store = Arc::new(Store::open(&cfg.data_dir)?);
-        Ok(Mirror {
+        let gov = Arc::new(Governance::open(cfg, store.clone())?);
+        let policy = Policy::new(&cfg.policy)?;
+        let hf = Arc::new(HfUpstream::new(&cfg.huggingface)?);
+        let oci = Arc::new(OciUpstream::new(&cfg.ollama)?);
+        Ok(Arc::new_cyclic(|me| Mirror {
             store,
-            policy: Policy::new(&cfg.policy)?,
-            hf: Arc::new(HfUpstream::new(&cfg.huggingface)?),
+            gov,
+            well_known: WellKnown::shipped(),
+            me: me.clone(),
+            policy,
+            hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,
             files: SingleFlight::new(rt.clone()),
             refs: SingleFlight::new(rt.clone()),
             listings: SingleFlight::new(rt.clone()),
-            oci: Arc::new(OciUpstream::new(&cfg.ollama)?),
+            oci,
             tag_ttl: cfg.ollama.tag_ttl_secs,
             blob_flights: SingleFlight::new(rt.clone()),
             manifest_flights: SingleFlight::new(rt.clone()),
             rt,
-        })
+        }))
+    }
+
+    /// Records in the audit log that `client` downloaded `file` of `name` at `revision`. The
+    /// append (an fsync) runs off the caller's thread.
+    pub fn audit_download(
+        &self,
+        client: &str,
+        name: String,
+        revision: String,
+        file: String,
+        digest: Digest,
+        approval: Option<signing::ApprovalId>,
+    ) {
+        let gov = self.gov.clone();
+        let event = signing::AuditEvent::Download { client: client.to_owned(), name, revision, file, digest, approval };
+        self.rt.spawn_blocking(move || gov.audit(event));
+    }
+
+    /// The governance state (approvals, requests, audit log).
+    pub fn governance(&self) -> &Arc<Governance> {
+        &self.gov
     }
 
     /// The store (for serving promoted blobs).

@@ -14,7 +14,10 @@ use super::{Fetched, FileState, Lookup, Mirror};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
 use crate::names::{OllamaName, Reference, Tag};
+use super::admit::Admit;
+use crate::governance::Verdict;
 use crate::policy::OllamaDecision;
+use signing::Source;
 use crate::refusal::Refusal;
 use crate::store::{now_unix, DriftRecord, FileRecord, LayerRecord, ManifestRecord, Store};
 use crate::upstream::oci::{ManifestAnswer, OciUpstream, MAX_MANIFEST};
@@ -109,14 +112,42 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Vec<(Digest, LayerRecord)>,
 impl Mirror {
     /// Resolves a manifest reference under policy and pins, fetching and verifying it if needed,
     /// and starts fetching its blobs in the background (a pull asks for them next).
+    /// `client` names the asker in requests and the audit log.
     pub async fn ollama_manifest(
         &self,
         name: &OllamaName,
         reference: &Reference,
+        client: &str,
     ) -> Result<Lookup<ManifestDoc>, MirrorError> {
-        let pin = match self.policy.decide_ollama(name, reference) {
-            OllamaDecision::Refused(r) => return Ok(Lookup::Refused(r)),
-            OllamaDecision::Allowed { pin } => pin,
+        let config = || match self.policy.decide_ollama(name, reference) {
+            OllamaDecision::Allowed { pin } => Ok(pin.map(|d| d.to_string())),
+            OllamaDecision::Refused(r) => Err(r),
+        };
+        let asked = reference.to_string();
+        let pin = match self.admit(Source::Ollama, &name.to_string(), &asked, config, client)? {
+            Admit::Refused(r) => return Ok(Lookup::Refused(r)),
+            Admit::Allowed { pin: None, .. } => None,
+            Admit::Allowed { pin: Some(p), .. } => match p.parse::<Digest>() {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    return Ok(Lookup::Refused(Refusal::RevisionNotApproved {
+                        name: name.to_string(),
+                        asked,
+                        approved: "an approval whose revision is not a manifest digest".into(),
+                    }))
+                }
+            },
+        };
+        let pin = match (reference, pin) {
+            // Asked by digest: it must be the approved one, if one is pinned.
+            (Reference::Digest(d), Some(p)) if *d != p => {
+                return Ok(Lookup::Refused(Refusal::RevisionNotApproved {
+                    name: name.to_string(),
+                    asked,
+                    approved: p.to_string(),
+                }))
+            }
+            (_, pin) => pin,
         };
         let digest = match (reference, pin) {
             (Reference::Digest(d), _) => *d,
@@ -238,8 +269,25 @@ impl Mirror {
         }))
     }
 
+    /// Fetches a manifest for review, without policy (the governance team is asking).
+    pub(crate) async fn fetch_manifest_unchecked(
+        &self,
+        name: &OllamaName,
+        reference: &Reference,
+    ) -> Result<Lookup<ManifestDoc>, MirrorError> {
+        let expect = match reference {
+            Reference::Digest(d) => Some(*d),
+            Reference::Tag(_) => None,
+        };
+        self.fetch_manifest(name, reference, expect).await
+    }
+
     /// Records the blobs of a verified manifest as belonging to `name` and starts fetching them.
-    async fn record_layers(&self, name: &OllamaName, doc: &ManifestDoc) -> Result<(), MirrorError> {
+    pub(crate) async fn record_layers(
+        &self,
+        name: &OllamaName,
+        doc: &ManifestDoc,
+    ) -> Result<Vec<(Digest, LayerRecord)>, MirrorError> {
         let (store, name2, digest) = (self.store.clone(), name.clone(), doc.digest);
         let mrec = ManifestRecord {
             content_type: doc.content_type.clone(),
@@ -264,11 +312,11 @@ impl Mirror {
                 Ok(out)
             })
             .await?;
-        for (d, rec) in layers {
+        for (d, rec) in &layers {
             // Prefetch: a pull HEADs and GETs every blob next; starting now hides upstream latency.
-            let _ = self.blob_flight(name, &d, &rec);
+            let _ = self.blob_flight(name, d, rec);
         }
-        Ok(())
+        Ok(layers)
     }
 
     /// The bytes of a verified manifest (small; read whole).
@@ -286,11 +334,27 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        if !self.policy.ollama_name_allowed(name) {
-            return Ok(Lookup::Refused(Refusal::NotApproved {
-                name: name.to_string(),
-            }));
+        match self.gov.blob_verdict(Source::Ollama, &name.to_string(), digest) {
+            Verdict::Approved(_) => {}
+            Verdict::Refused(r) => return Ok(Lookup::Refused(r)),
+            Verdict::NoApprovals if self.policy.ollama_name_allowed(name) => {}
+            Verdict::NoApprovals => {
+                return Ok(Lookup::Refused(Refusal::NotApproved {
+                    name: name.to_string(),
+                    request: None,
+                }))
+            }
         }
+        self.ollama_blob_unchecked(name, digest, wait).await
+    }
+
+    /// A blob listed by a verified manifest of `name`, without policy.
+    pub(crate) async fn ollama_blob_unchecked(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        wait: Duration,
+    ) -> Result<Lookup<BlobInfo>, MirrorError> {
         let Some(layer) = self.store.get_layer(name, digest)? else {
             return Ok(Lookup::RepoNotFound(format!(
                 "{digest} is not listed by any approved manifest of {name}; pull the manifest first"

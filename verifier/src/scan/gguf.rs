@@ -13,7 +13,8 @@ use super::{malformed, Severity, Sink, Stop};
 const MAX_KEY: u64 = 1 << 16;
 /// Chat templates longer than this are not kept for analysis.
 const MAX_TEMPLATE: u64 = 1 << 20;
-const MAX_DIMS: u32 = 8;
+/// GGML_MAX_DIMS: llama.cpp refuses tensors with more dimensions.
+const MAX_DIMS: u32 = 4;
 
 /// (elements per block, bytes per block) of a ggml tensor type.
 fn ggml_block(t: u32) -> Option<(u64, u64)> {

@@ -44,6 +44,8 @@ const FUNCTION_MODULES: &[&str] = &[
     "keras.initializers",
     "keras.regularizers",
     "keras.constraints",
+    "keras.ops",
+    "keras.src.ops",
 ];
 
 /// Checks one parsed Keras config.
@@ -125,6 +127,16 @@ fn walk(v: &Json, loc: &str, sink: &mut Sink, depth: u32) {
                         format!("config imports class {class} from module {m}"),
                     );
                 }
+            }
+            // Preprocessing layers read vocabularies from a path at load time (arbitrary local
+            // file read); a saved model carries its vocabulary inline as a list.
+            if let Some(Json::Str(p)) = v.get("vocabulary") {
+                sink.add(
+                    Severity::High,
+                    loc,
+                    None,
+                    format!("layer {name:?} loads its vocabulary from the path {p:?}"),
+                );
             }
             for key in ["function_type", "output_shape_type"] {
                 if v.get(key).and_then(Json::as_str) == Some("lambda") {

@@ -293,6 +293,16 @@ impl Sink {
         // Stable sort: most severe first, file order within a severity.
         self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let verdict = if self.findings.iter().any(|f| f.severity >= Severity::Medium) {
+            // Findings decide the verdict; a part that could not be analysed is kept as a
+            // finding so the report still says so.
+            if let Some(reason) = self.unscannable {
+                self.findings.push(Finding {
+                    severity: Severity::Medium,
+                    location: String::new(),
+                    offset: None,
+                    message: format!("not fully analysed: {reason}"),
+                });
+            }
             Verdict::Findings
         } else if let Some(reason) = self.unscannable {
             Verdict::Unscannable { reason }
@@ -432,6 +442,10 @@ pub(crate) fn scan_any(
 
 /// Formats recognised by magic that the scanner does not analyse.
 fn unsupported_magic(head: &[u8]) -> Option<&'static str> {
+    // bzip2: "BZh", the block size digit, then the block magic (pi in BCD).
+    if head.len() > 10 && head.starts_with(b"BZh") && head.get(4..10) == Some(b"1AY&SY") {
+        return Some("bzip2-compressed");
+    }
     if head.get(4..8) == Some(b"TFL3") {
         return Some("TFLite flatbuffer");
     }
@@ -439,7 +453,6 @@ fn unsupported_magic(head: &[u8]) -> Option<&'static str> {
         (b"7z\xbc\xaf\x27\x1c", "7z archive"),
         (b"Rar!\x1a\x07", "RAR archive"),
         (b"\xfd7zXZ\x00", "xz-compressed"),
-        (b"BZh", "bzip2-compressed"),
         (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
         (b"\x04\x22\x4d\x18", "lz4-compressed"),
         (b"\x5d\x00\x00", "lzma-compressed"),

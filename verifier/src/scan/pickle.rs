@@ -134,7 +134,8 @@ enum V {
     Str(Rc<str>),
     LongStr(u64),
     Bytes(u64),
-    Tuple(Rc<Vec<V>>),
+    /// An immutable tuple and its nesting depth.
+    Tuple(Rc<Vec<V>>, u16),
     List(Rc<RefCell<Vec<V>>>),
     Dict(Rc<RefCell<Vec<(V, V)>>>),
     Set,
@@ -142,6 +143,8 @@ enum V {
     Obj(Rc<Obj>),
     Persistent,
     Buffer,
+    /// A value nested too deeply to keep (its content no longer matters for any check).
+    Opaque,
 }
 
 #[derive(Debug)]
@@ -161,6 +164,47 @@ impl Global {
 struct Obj {
     callee: V,
     args: V,
+    depth: u16,
+}
+
+/// Symbolic values nest at most this deep. Dropping a nested `Rc` structure recurses, so without
+/// a bound a pickle of a million nested tuples would overflow the stack when freed.
+const MAX_VALUE_DEPTH: u16 = 64;
+
+/// How deeply `v` nests. Mutable containers count as 5: their elements are kept shallow (see
+/// `shallow`), so they never nest deeper than that, whatever is appended later.
+fn depth(v: &V) -> u16 {
+    match v {
+        V::Tuple(_, d) => *d,
+        V::Obj(o) => o.depth,
+        V::List(_) | V::Dict(_) => 5,
+        _ => 0,
+    }
+}
+
+/// Replaces a value nested too deeply to put inside another.
+fn cap(v: V) -> V {
+    if depth(&v) >= MAX_VALUE_DEPTH {
+        V::Opaque
+    } else {
+        v
+    }
+}
+
+/// What a mutable container may hold: no mutable containers and only shallow immutable ones,
+/// so appending to a list already inside other values can never deepen them.
+fn shallow(v: V) -> V {
+    if matches!(v, V::List(_) | V::Dict(_)) || depth(&v) > 3 {
+        V::Opaque
+    } else {
+        v
+    }
+}
+
+fn tuple(items: Vec<V>) -> V {
+    let items: Vec<V> = items.into_iter().map(cap).collect();
+    let d = 1 + items.iter().map(depth).max().unwrap_or(0);
+    V::Tuple(Rc::new(items), d)
 }
 
 fn push_capped<T>(v: &mut Vec<T>, item: T) {
@@ -181,7 +225,7 @@ fn describe(v: &V, depth: u32) -> String {
             let t: String = s.chars().take(40).collect();
             format!("{t:?}")
         }
-        V::Tuple(_) => "a tuple".into(),
+        V::Tuple(..) => "a tuple".into(),
         V::List(_) => "a list".into(),
         V::Dict(_) => "a dict".into(),
         V::Bytes(n) | V::LongStr(n) => format!("{n} bytes of data"),
@@ -299,7 +343,13 @@ impl<'s> Decoder<'s> {
                 );
             }
         }
-        V::Obj(Rc::new(Obj { callee, args }))
+        let (callee, args) = (cap(callee), cap(args));
+        let d = 1 + depth(&callee).max(depth(&args));
+        V::Obj(Rc::new(Obj {
+            callee,
+            args,
+            depth: d,
+        }))
     }
 
     fn needs_proto(&mut self, op: u8, min: u8, off: u64) {
@@ -514,7 +564,7 @@ impl<'s> Decoder<'s> {
                 b'a' => {
                     let v = m.pop(off)?;
                     if let V::List(l) = m.top(off)? {
-                        push_capped(&mut l.borrow_mut(), v);
+                        push_capped(&mut l.borrow_mut(), shallow(v));
                     }
                 }
                 b'e' => {
@@ -522,7 +572,7 @@ impl<'s> Decoder<'s> {
                     if let V::List(l) = m.top(off)? {
                         let mut l = l.borrow_mut();
                         for v in items {
-                            push_capped(&mut l, v);
+                            push_capped(&mut l, shallow(v));
                         }
                     }
                 }
@@ -618,7 +668,7 @@ impl<'s> Decoder<'s> {
                 }
                 b'}' => m.push(V::Dict(Rc::default()), off)?,
                 b']' => m.push(V::List(Rc::default()), off)?,
-                b')' => m.push(V::Tuple(Rc::default()), off)?,
+                b')' => m.push(tuple(Vec::new()), off)?,
                 0x8f => {
                     self.needs_proto(op, 4, off);
                     m.push(V::Set, off)?;
@@ -658,7 +708,7 @@ impl<'s> Decoder<'s> {
                     let name = inp.line()?;
                     let args = m.pop_mark(off)?;
                     let cls = self.import(&lossy(&module), &lossy(&name), off);
-                    let v = self.call(cls, V::Tuple(Rc::new(args)), off, "INST");
+                    let v = self.call(cls, tuple(args), off, "INST");
                     m.push(v, off)?;
                 }
                 b'o' => {
@@ -667,12 +717,13 @@ impl<'s> Decoder<'s> {
                         return malformed(off, "OBJ without a class");
                     }
                     let cls = args.remove(0);
-                    let v = self.call(cls, V::Tuple(Rc::new(args)), off, "OBJ");
+                    let v = self.call(cls, tuple(args), off, "OBJ");
                     m.push(v, off)?;
                 }
                 b'l' => {
                     let mut items = m.pop_mark(off)?;
                     items.truncate(KEEP_ITEMS);
+                    let items = items.into_iter().map(shallow).collect();
                     m.push(V::List(Rc::new(RefCell::new(items))), off)?;
                 }
                 b'p' | b'q' | b'r' | 0x94 => {
@@ -706,7 +757,7 @@ impl<'s> Decoder<'s> {
                     let v = m.pop(off)?;
                     let k = m.pop(off)?;
                     if let V::Dict(d) = m.top(off)? {
-                        push_capped(&mut d.borrow_mut(), (k, v));
+                        push_capped(&mut d.borrow_mut(), (shallow(k), shallow(v)));
                     }
                 }
                 b'u' => {
@@ -721,7 +772,7 @@ impl<'s> Decoder<'s> {
                 b't' => {
                     let mut items = m.pop_mark(off)?;
                     items.truncate(KEEP_ITEMS);
-                    m.push(V::Tuple(Rc::new(items)), off)?;
+                    m.push(tuple(items), off)?;
                 }
                 0x85..=0x87 => {
                     self.needs_proto(op, 2, off);
@@ -731,7 +782,7 @@ impl<'s> Decoder<'s> {
                         items.push(m.pop(off)?);
                     }
                     items.reverse();
-                    m.push(V::Tuple(Rc::new(items)), off)?;
+                    m.push(tuple(items), off)?;
                 }
                 0x80 => {
                     let v = inp.byte()?;
@@ -823,7 +874,7 @@ impl<'s> Decoder<'s> {
         };
         let mut count: u64 = 1;
         match get("shape") {
-            Some(V::Tuple(t)) => {
+            Some(V::Tuple(t, _)) => {
                 for v in t.iter() {
                     let V::Int(n) = v else {
                         return malformed(off, "joblib array shape is not integers");
@@ -857,7 +908,7 @@ fn is_joblib_wrapper(v: &V) -> bool {
 /// The dtype string of a symbolic `numpy.dtype('f8', …)` call.
 fn dtype_str(v: &V) -> Option<String> {
     let V::Obj(o) = v else { return None };
-    let V::Tuple(t) = &o.args else { return None };
+    let V::Tuple(t, _) = &o.args else { return None };
     match t.first() {
         Some(V::Str(s)) => Some(s.to_string()),
         _ => None,
@@ -934,7 +985,7 @@ fn pairs(items: Vec<V>) -> Vec<(V, V)> {
     let mut out = Vec::new();
     let mut it = items.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        push_capped(&mut out, (k, v));
+        push_capped(&mut out, (shallow(k), shallow(v)));
     }
     out
 }
@@ -1216,6 +1267,26 @@ mod tests {
     fn every_pickle_in_a_stream_is_analysed() {
         let s = scan_bytes(b"\x80\x02K\x01.\x80\x02cos\nsystem\n)R.", Context::Plain);
         assert_eq!(worst(&s), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        // A million nested TUPLE1s, then a million nested REDUCE results.
+        let mut b = b"\x80\x02N".to_vec();
+        b.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+        b.push(b'.');
+        let s = scan_bytes(&b, Context::Plain);
+        assert!(
+            worst(&s).is_none_or(|w| w < Severity::Medium),
+            "{:?}",
+            s.findings
+        );
+        let mut b = b"\x80\x02c__builtin__\nset\n\x940)".to_vec();
+        for _ in 0..200_000 {
+            b.extend_from_slice(b"\x85h\x00\x87R");
+        }
+        b.push(b'.');
+        scan_bytes(&b, Context::Plain);
     }
 
     #[test]

@@ -54,6 +54,8 @@ const BUILTIN_DATA: &[&str] = &[
     "object",
     "unicode",
     "long",
+    "Ellipsis",
+    "NotImplemented",
 ];
 
 /// Allowed in every context: containers and value types whose constructors run no user code.
@@ -222,6 +224,13 @@ fn estimator_allowed(module: &str, name: &str) -> bool {
     }
     if lib == "scipy" && !module.starts_with("scipy.sparse") {
         return false;
+    }
+    if lib == "scipy" {
+        // scipy's sparse containers are lower-case classes.
+        let sparse = ["csr", "csc", "coo", "bsr", "dia", "dok", "lil"]
+            .iter()
+            .any(|k| name == format!("{k}_matrix") || name == format!("{k}_array"));
+        return sparse || is_class_name(name);
     }
     if lib == "joblib" {
         return module == "joblib.numpy_pickle"

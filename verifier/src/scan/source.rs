@@ -69,12 +69,9 @@ pub(crate) fn scan_compressed<R: Read + Seek + ?Sized>(
         let d = decoder(r, len, c).take(MAX_STREAM);
         let f = match scan_stream(d, Context::Plain, &inner, sink, false) {
             Ok(f) => f,
-            Err(Stop::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-                ) =>
-            {
+            // The decompressor reports bad data as I/O errors; the input itself is a file or
+            // memory already open, so any error here is the stream's fault.
+            Err(Stop::Io(e)) => {
                 sink.add(
                     Severity::High,
                     &inner,

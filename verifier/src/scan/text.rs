@@ -71,7 +71,11 @@ pub(crate) fn scan<R: Read + Seek + ?Sized>(
         }
     }
     if let Ok(s) = std::str::from_utf8(&all) {
-        if s.contains("{%") && (s.contains("message") || s.contains("endfor")) {
+        // A template file (chat_template.jinja) rather than text that happens to hold braces:
+        // it opens with a tag, or it has Jinja control flow.
+        let opens_with_tag = s.trim_start().starts_with("{{") || s.trim_start().starts_with("{%");
+        let control_flow = s.contains("{%") && (s.contains("endfor") || s.contains("endif"));
+        if opens_with_tag || control_flow {
             jinja::check(s, loc, "template", sink);
         }
     }

@@ -32,6 +32,8 @@ pub(crate) struct Entry {
     csize: u64,
     usize: u64,
     local: u64,
+    /// Unix file mode from the external attributes, when the entry was made on Unix.
+    unix_mode: Option<u32>,
     /// Start of the entry's data, from its local header.
     data: u64,
 }
@@ -143,6 +145,7 @@ pub(crate) fn read_directory<R: Read + Seek + ?Sized>(
         let mut ent = Entry {
             name: String::from_utf8_lossy(name_b).into_owned(),
             flags: u16_at(&cd, p + 8),
+            unix_mode: (cd.get(p + 5) == Some(&3)).then(|| u32_at(&cd, p + 38) >> 16),
             method: u16_at(&cd, p + 10),
             crc: u32_at(&cd, p + 16),
             csize: u64::from(u32_at(&cd, p + 20)),
@@ -207,6 +210,14 @@ fn check_entries<R: Read + Seek + ?Sized>(
                 &here,
                 None,
                 format!("entry name {why} (path traversal on extraction)"),
+            );
+        }
+        if e.unix_mode.is_some_and(|m| m & 0o170000 == 0o120000) {
+            sink.add(
+                Severity::High,
+                &here,
+                None,
+                "symbolic-link entry (extraction can write outside the target directory)",
             );
         }
         if e.flags & 0x0041 != 0 {
@@ -422,20 +433,42 @@ fn scan_pickle_entry<R: Read + Seek + ?Sized>(
         h: crc32fast::Hasher::new(),
         n: 0,
     };
-    pickle::scan_stream(&mut c, ctx, here, sink, false)?;
+    let scanned = pickle::scan_stream(&mut c, ctx, here, sink, false);
     // Drain what the decoder did not need, for the CRC (pickle entries are small).
-    std::io::copy(&mut c, &mut std::io::sink()).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidInput
-            || e.kind() == std::io::ErrorKind::InvalidData
-        {
-            Ok(0)
-        } else {
-            Err(e)
-        }
-    })?;
+    let drained = match scanned {
+        Ok(_) => std::io::copy(&mut c, &mut std::io::sink())
+            .map(|_| ())
+            .map_err(Stop::Io),
+        Err(s) => Err(s),
+    };
+    if let Err(s) = drained {
+        return corrupt(s, e, here, sink);
+    }
     let n = c.n;
     check_crc(e, c.h.finalize(), n, here, sink);
     Ok(())
+}
+
+/// Turns a failure while reading a compressed entry into a finding: the decompressor reports bad
+/// data as an I/O error, and for a deflated entry every such error is the data's fault. Stored
+/// entries read the file directly, so their I/O errors stay errors.
+fn corrupt(s: Stop, e: &Entry, here: &str, sink: &mut Sink) -> Result<(), Stop> {
+    match s {
+        Stop::Io(io) if e.method == 0 => Err(Stop::Io(io)),
+        Stop::Io(io) => {
+            sink.add(
+                Severity::High,
+                here,
+                None,
+                format!("corrupt compressed data: {io}"),
+            );
+            Ok(())
+        }
+        Stop::Malformed { reason, .. } => {
+            sink.unscannable(format!("{here}: {reason}"));
+            Ok(())
+        }
+    }
 }
 
 /// Scans any entry by content, as a nested file.
@@ -460,7 +493,10 @@ fn scan_nested<R: Read + Seek + ?Sized>(
         let mut w = Window::new(r, e.data, e.csize);
         return scan_any(&mut w, e.csize, here, depth + 1, sink).map(Some);
     }
-    if e.usize > MAX_INFLATE {
+    // Each nesting level gets a quarter of the previous budget, so nested archives cannot
+    // multiply the memory held at once.
+    let budget = MAX_INFLATE >> (2 * depth.min(8));
+    if e.usize > budget {
         sink.unscannable(format!(
             "{here}: compressed entry of {} bytes is too large to scan",
             e.usize
@@ -473,21 +509,7 @@ fn scan_nested<R: Read + Seek + ?Sized>(
         Err(s) => Err(s),
     };
     if let Err(err) = res {
-        match err {
-            Stop::Io(io)
-                if io.kind() != std::io::ErrorKind::InvalidInput
-                    && io.kind() != std::io::ErrorKind::InvalidData =>
-            {
-                return Err(Stop::Io(io))
-            }
-            Stop::Io(io) => sink.add(
-                Severity::High,
-                here,
-                None,
-                format!("corrupt compressed data: {io}"),
-            ),
-            Stop::Malformed { reason, .. } => sink.unscannable(format!("{here}: {reason}")),
-        }
+        corrupt(err, e, here, sink)?;
         return Ok(None);
     }
     let mut h = crc32fast::Hasher::new();

@@ -218,17 +218,15 @@ pub(crate) fn verify_chain(
             })?,
         );
     }
+    // Non-empty: checked above, and `certs` has one entry per element of `chain`.
     let leaf = &certs[0];
     let at = match time {
         CertificateTime::Now => now,
         CertificateTime::LeafNotBefore => leaf.validity().0,
     };
-    if leaf.basic_constraints().is_some_and(|bc| bc.ca) {
-        return Err(untrusted(format!(
-            "leaf {} is a CA certificate",
-            leaf.subject
-        )));
-    }
+    // A leaf with BasicConstraints cA=TRUE is not refused: model-transparency's own release
+    // test PKI signs with one (its usage says digitalSignature + codeSigning), and X.509 does
+    // not forbid a CA key from signing data. What the leaf may do is decided by KU/EKU below.
     let digital_signature = matches!(
         leaf.cert.tbs_certificate.get::<KeyUsage>(),
         Ok(Some((_, ku))) if ku.digital_signature()
@@ -249,7 +247,7 @@ pub(crate) fn verify_chain(
         .collect();
     if usable.is_empty() {
         return Err(untrusted(
-            "no configured certificate is a usable anchor (only self-signed roots are, under AnchorRule::SelfSignedRoots)",
+            "no configured certificate is a usable anchor (by default only self-signed roots are; partial chains need AnchorRule::AnyConfigured)",
         ));
     }
 

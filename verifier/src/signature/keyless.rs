@@ -46,6 +46,8 @@ pub enum SigstoreArtifact<'a> {
     /// The artifact's bytes.
     Bytes(&'a [u8]),
     /// The artifact's sha256, when the bytes are elsewhere (already hashed by the caller).
+    /// Enough for DSSE bundles and SHA-256 message signatures; a message signature whose
+    /// scheme hashes with SHA-384/512 needs the bytes.
     Sha256(Digest),
 }
 

@@ -15,6 +15,18 @@
 //! escapes the model directory, a duplicate resource, a symlink, or a file that is neither
 //! signed nor ignored fails; the signature is checked over the raw payload bytes, never a
 //! re-serialisation; the certificate chain is validated at an explicit time.
+//!
+//! Where the reference vectors say "policy", the caller chooses; the default comes first:
+//! - [`CertificateTime`]: `Now` (an expired leaf fails) | `LeafNotBefore` (model_signing).
+//! - [`AnchorRule`]: `SelfSignedRoots` (a configured intermediate alone trusts nothing) |
+//!   `AnyConfigured` (partial chains).
+//! - [`UnsignedFiles`]: `Refuse` | `Exclude` (verified, extras listed as `unsigned`, not served).
+//! - [`SignerIgnorePaths`]: `Honour` (signer's recorded `ignore_paths` apply; matches listed as
+//!   `ignored`, not served) | `Disregard`. `TrustPolicy::extra_ignore_paths` defaults to the git
+//!   paths ([`DEFAULT_IGNORE_PATHS`]) for signatures older than v1.1.0, which record none.
+//! - [`LegacyFormat`]: `Refuse` | `Accept` (model_signing v0.2: `Digests/v0.1`, buggy PAE).
+//! - [`ExpiredKeys`] (OpenPGP): `Refuse` | `AcceptIfValidWhenSigned` (sqv's rule).
+//! - [`RevokedKeys`] (OpenPGP): `Refuse` | `Accept`.
 
 mod bundle;
 mod cert;

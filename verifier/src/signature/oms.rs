@@ -164,8 +164,26 @@ impl TrustPolicy {
 /// at `now`.
 ///
 /// `files` is the model as it will be served: a directory walk ([`ModelFiles::from_dir`]), a
-/// single file ([`ModelFiles::from_file`]) or the mirror's list of quarantined files. Remove
-/// the signature file from it if it lives inside the model and the signer did not record it.
+/// single file ([`ModelFiles::from_file`]) or the mirror's list of quarantined files. Leave
+/// the signature file itself out (older signers did not record it in `ignore_paths`). Only
+/// the report's `covered` files may be served; `ignored` and `unsigned` ones never.
+///
+/// ```no_run
+/// # fn main() -> Result<(), verifier::VerifyError> {
+/// use verifier::{verify_model_signature, ModelFiles, TrustPolicy};
+/// // A quarantined snapshot: model-relative names, content-addressed blobs.
+/// let mut files = ModelFiles::new();
+/// files.add("config.json", "quarantine/3f/3f2a...".into())?;
+/// files.add("model.safetensors", "quarantine/9c/9c01...".into())?;
+/// let policy = TrustPolicy::key_pem(&std::fs::read("publisher.pub.pem")?)?;
+/// let signature = std::fs::read("quarantine/model.sig")?;
+/// let report = verify_model_signature(&files, &signature, &policy, std::time::SystemTime::now())?;
+/// if let Some(reason) = report.failure() {
+///     eprintln!("refused: {reason}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn verify_model_signature(
     files: &ModelFiles,
     signature: &[u8],
@@ -474,13 +492,16 @@ struct Manifest {
     /// Shard serialization (resources are byte ranges).
     sharded: bool,
     /// Per file: whole-file digest, or shards by start offset.
-    files: BTreeMap<String, Signed_>,
+    files: BTreeMap<String, SignedDigests>,
     /// Paths the signer recorded as ignored.
     signer_ignores: Vec<String>,
 }
 
-enum Signed_ {
+/// What the statement signs for one file.
+enum SignedDigests {
+    /// One digest over the whole file.
     Whole(Vec<u8>),
+    /// Digests of byte ranges: start → (end, digest).
     Shards(BTreeMap<u64, (u64, Vec<u8>)>),
 }
 
@@ -587,15 +608,15 @@ fn read_v1(payload: &[u8], files: &ModelFiles) -> Result<Manifest, Failure> {
         match sharded {
             None => {
                 check_resource_name(&resource.name, files)?;
-                manifest.insert(resource.name.clone(), Signed_::Whole(digest));
+                manifest.insert(resource.name.clone(), SignedDigests::Whole(digest));
             }
             Some(_) => {
                 let (path, start, end) = parse_shard_name(&resource.name)?;
                 check_resource_name(path, files)?;
                 let entry = manifest
                     .entry(path.to_string())
-                    .or_insert_with(|| Signed_::Shards(BTreeMap::new()));
-                if let Signed_::Shards(shards) = entry {
+                    .or_insert_with(|| SignedDigests::Shards(BTreeMap::new()));
+                if let SignedDigests::Shards(shards) = entry {
                     if shards.insert(start, (end, digest)).is_some() {
                         return Err(Failure::DuplicateResource {
                             name: resource.name.clone(),
@@ -641,7 +662,7 @@ fn read_legacy(payload: &[u8], files: &ModelFiles) -> Result<Manifest, Failure> 
             .filter(|d| d.len() == 32)
             .ok_or_else(|| statement_error(format!("subject {name:?}: no sha256 digest")))?;
         if manifest
-            .insert(name.clone(), Signed_::Whole(digest))
+            .insert(name.clone(), SignedDigests::Whole(digest))
             .is_some()
         {
             return Err(Failure::DuplicateResource { name });
@@ -793,13 +814,13 @@ fn check_files(
     })
 }
 
-static EMPTY_SHARDS: Signed_ = Signed_::Shards(BTreeMap::new());
+static EMPTY_SHARDS: SignedDigests = SignedDigests::Shards(BTreeMap::new());
 
 fn check_file(
     name: &str,
     path: &std::path::Path,
     known_sha256: Option<crate::Digest>,
-    signed: &Signed_,
+    signed: &SignedDigests,
     manifest: &Manifest,
 ) -> Result<Result<CoveredFile, Failure>, VerifyError> {
     let read_err = |source| VerifyError::ReadPath {
@@ -811,7 +832,7 @@ fn check_file(
         algorithm: manifest.algorithm.clone(),
     };
     match signed {
-        Signed_::Whole(expected) => {
+        SignedDigests::Whole(expected) => {
             let actual = match (manifest.hash, known_sha256) {
                 (FileHash::Sha256, Some(d)) => d.as_bytes().to_vec(),
                 _ => {
@@ -831,7 +852,7 @@ fn check_file(
                 }],
             }))
         }
-        Signed_::Shards(shards) => {
+        SignedDigests::Shards(shards) => {
             let mut file = std::fs::File::open(path).map_err(read_err)?;
             let len = file.metadata().map_err(read_err)?.len();
             // The shards must tile [0, len) exactly: a gap would leave bytes unsigned.

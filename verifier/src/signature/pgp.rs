@@ -488,15 +488,20 @@ fn key_state(
                     && s.verify_subkey_binding(primary, &sub.key).is_ok()
             })
         });
-        if revoked || sub_revoked {
+        if revoked {
             return Err(Failure::KeyRevoked { fingerprint });
+        }
+        if let (true, Some(sub)) = (sub_revoked, sub) {
+            return Err(Failure::KeyRevoked {
+                fingerprint: fingerprint_hex(&sub.key.fingerprint()),
+            });
         }
     }
 
     let mut expiries = Vec::new();
     let primary_created = u64::from(primary.created_at().as_secs());
     if let Some(secs) = expiry_secs(newest.key_expiration_time()) {
-        expiries.push(primary_created.saturating_add(secs));
+        expiries.push((primary_created.saturating_add(secs), fingerprint.clone()));
     }
     let mut key_created = primary_created;
     if let Some(sub) = sub {
@@ -516,7 +521,10 @@ fn key_state(
         }
         key_created = u64::from(sub.key.created_at().as_secs());
         if let Some(secs) = expiry_secs(binding.key_expiration_time()) {
-            expiries.push(key_created.saturating_add(secs));
+            expiries.push((
+                key_created.saturating_add(secs),
+                fingerprint_hex(&sub.key.fingerprint()),
+            ));
         }
     }
     if signed_at < key_created {
@@ -531,14 +539,16 @@ fn key_state(
             detail: format!("in the future (now {now})"),
         });
     }
-    if let Some(expired_at) = expiries.into_iter().min() {
+    // The earliest expiry of the primary and the signing subkey is the one that counts; the
+    // failure names the key that expired.
+    if let Some((expired_at, expired_key)) = expiries.into_iter().min() {
         let judged_at = match options.expired {
             ExpiredKeys::Refuse => now.max(signed_at),
             ExpiredKeys::AcceptIfValidWhenSigned => signed_at,
         };
         if judged_at >= expired_at {
             return Err(Failure::KeyExpired {
-                fingerprint,
+                fingerprint: expired_key,
                 expired_at,
             });
         }

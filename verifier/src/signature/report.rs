@@ -221,7 +221,7 @@ pub enum Failure {
         computed: String,
     },
     /// A resource name is not a safe model-relative path.
-    #[error("resource name {name:?} is not a safe model-relative path")]
+    #[error("resource name {name:?} is not a safe model-relative path (\".\" names a single-file model only)")]
     UnsafeResourceName {
         /// The name.
         name: String,

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -78,7 +77,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the engine runtime")?;
-    let mirror = Arc::new(mirror::Mirror::open(&cfg, engine.handle().clone())?);
+    let mirror = mirror::Mirror::open(&cfg, engine.handle().clone())?;
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), upstream = %cfg.huggingface.upstream, "airlock serving");
     let data = web::Data::new(mirror);
     let listen = cfg.listen;
@@ -93,6 +92,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let oci = oci.clone();
             App::new()
                 .app_data(data.clone())
+                .configure(crate::admin::configure)
                 .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))
         })

@@ -50,30 +50,31 @@ async fn dispatch(
             "xet-read-token: airlock serves files over plain HTTP only".into(),
         )),
         Route::Info { repo, rev } => {
-            let snap = snapshot(&mirror, &repo, &rev).await?;
+            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
             Ok(HttpResponse::Ok().json(info_json(&snap, query_flag(&req, "blobs"))))
         }
         Route::Tree { repo, rev, path } => {
-            let snap = snapshot(&mirror, &repo, &rev).await?;
+            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
             tree(&req, &snap, path.as_ref(), settings.tree_page_size.max(1))
         }
         Route::PathsInfo { repo, rev } => {
-            let snap = snapshot(&mirror, &repo, &rev).await?;
+            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
             paths_info(&snap, &body)
         }
         Route::Resolve { repo, rev, path } => {
-            let snap = snapshot(&mirror, &repo, &rev).await?;
+            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
             resolve(&req, &mirror, &snap, &path).await
         }
     }
 }
 
 async fn snapshot(
+    req: &HttpRequest,
     mirror: &Mirror,
     repo: &mirror::HfRepo,
     rev: &mirror::RevisionName,
 ) -> Result<Snapshot, HfError> {
-    match mirror.snapshot(repo, rev).await? {
+    match mirror.snapshot(repo, rev, &crate::client::describe(req)).await? {
         Lookup::Found(s) => Ok(s),
         Lookup::Refused(r) => Err(HfError::Refused(r)),
         Lookup::RepoNotFound(m) => Err(HfError::RepoNotFound(m)),
@@ -260,6 +261,16 @@ async fn resolve(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
+    if !head && crate::client::starts_download(range) {
+        mirror.audit_download(
+            &crate::client::describe(req),
+            snap.repo.policy_name(),
+            snap.commit.hex(),
+            path.to_string(),
+            rec.digest,
+            snap.approval.as_ref().map(|a| a.id.clone()),
+        );
+    }
     blob::respond(resp, range, rec.size, file)
         .map_err(|_| HfError::RangeNotSatisfiable { size: rec.size })
 }

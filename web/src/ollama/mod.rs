@@ -93,7 +93,9 @@ async fn dispatch(
         Route::Base => Ok(HttpResponse::Ok()
             .insert_header(("Docker-Distribution-API-Version", "registry/2.0"))
             .json(serde_json::json!({}))),
-        Route::Manifest(name, reference) => manifest(&mirror, &name, &reference).await,
+        Route::Manifest(name, reference) => {
+            manifest(&mirror, &name, &reference, &crate::client::describe(&req)).await
+        }
         Route::Blob(name, digest) => {
             let direct = req.query_string().split('&').any(|kv| kv == "direct=1");
             blob_route(&req, &mirror, &settings, &name, &digest, head, direct).await
@@ -105,8 +107,9 @@ async fn manifest(
     mirror: &Mirror,
     name: &OllamaName,
     reference: &Reference,
+    client: &str,
 ) -> Result<HttpResponse, OciError> {
-    let doc = match mirror.ollama_manifest(name, reference).await? {
+    let doc = match mirror.ollama_manifest(name, reference, client).await? {
         Lookup::Found(doc) => doc,
         Lookup::Refused(r) => return Err(OciError::Denied(r)),
         Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => {
@@ -167,6 +170,16 @@ async fn blob_route(
         } else {
             Some(mirror.open_blob(&rec).await?)
         };
+        if !head && crate::client::starts_download(range) {
+            mirror.audit_download(
+                &crate::client::describe(req),
+                name.to_string(),
+                String::new(),
+                digest.to_string(),
+                rec.digest,
+                None,
+            );
+        }
         return blob::respond(resp, range, rec.size, file)
             .map_err(|_| OciError::RangeNotSatisfiable { size: rec.size });
     }

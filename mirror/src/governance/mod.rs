@@ -1,0 +1,391 @@
+//! Governance: signed approval records decide which exact versions are served; revocations stop
+//! them at once; unapproved names become review requests; every decision lands in the signed,
+//! hash-chained audit log. The records and the log are files (the sources of truth); this module
+//! keeps an in-memory index over the records and the requests in the store.
+
+mod licence;
+mod requests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use signing::{
+    ApprovalId, ApprovalRecord, AuditEvent, AuditLog, KeyPair, PublicKey, RevocationRecord, SignedApproval,
+    SignedRevocation, Source, Timestamp,
+};
+
+use crate::config::{Config, Secret};
+use crate::error::MirrorError;
+use crate::refusal::Refusal;
+use crate::store::Store;
+
+pub use licence::{licence_of_model_card, licence_of_text};
+pub use requests::{Prepared, PreparedFile, RefusedFile, RequestRecord, RequestStatus};
+
+/// One loaded approval: verified against the trusted keys, with its revocation if any.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    /// Its id.
+    pub id: ApprovalId,
+    /// The record as signed (for export).
+    pub signed: SignedApproval,
+    /// The verified record.
+    pub record: ApprovalRecord,
+    /// The revocation, if it was revoked.
+    pub revoked: Option<RevocationRecord>,
+}
+
+/// What the approvals say about a name and revision.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// No approval mentions the name: config rules decide.
+    NoApprovals,
+    /// This approval covers the asked version.
+    Approved(Arc<Approval>),
+    /// Approvals exist but none covers it.
+    Refused(Refusal),
+}
+
+#[derive(Default)]
+struct Index {
+    by_name: HashMap<(Source, String), Vec<Arc<Approval>>>,
+    rejected: Vec<(PathBuf, String)>,
+}
+
+/// Why a governance operation failed (a bad record from an admin is a client error).
+#[derive(Debug, thiserror::Error)]
+pub enum GovError {
+    /// The record does not verify, or is malformed.
+    #[error("record rejected: {0}")]
+    Rejected(String),
+    /// No such request or approval.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+}
+
+/// The governance state of one mirror.
+pub struct Governance {
+    trusted: Vec<PublicKey>,
+    approvals_dir: PathBuf,
+    index: RwLock<Index>,
+    audit: AuditLog,
+    store: Arc<Store>,
+    licenses: Vec<String>,
+    public_url: String,
+    admin_token: Option<Secret>,
+    prefetch_requests: bool,
+}
+
+fn signing_err(e: signing::SigningError) -> MirrorError {
+    MirrorError::Config(e.to_string())
+}
+
+/// Now, as the signing crate's timestamp.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+        // A clock outside years 0000-9999 is broken; the epoch is then the least wrong answer.
+        // `from_unix(0)` is in range by construction, so the expect cannot fire.
+        .or_else(|_| Timestamp::from_unix(0))
+        .expect("the unix epoch is a valid timestamp")
+}
+
+impl Governance {
+    /// Opens the governance state under `data_dir`: loads the trusted keys, the mirror's own key
+    /// (generated on first start), the audit log and the approval records.
+    pub fn open(cfg: &Config, store: Arc<Store>) -> Result<Governance, MirrorError> {
+        let data_dir = &cfg.data_dir;
+        let mut trusted = Vec::new();
+        for path in &cfg.governance.keys {
+            trusted.push(PublicKey::read(path).map_err(signing_err)?);
+        }
+        let key = mirror_key(data_dir)?;
+        let audit = AuditLog::open(&data_dir.join("audit.log"), key).map_err(signing_err)?;
+        let approvals_dir = data_dir.join("approvals");
+        std::fs::create_dir_all(&approvals_dir).map_err(MirrorError::io(&approvals_dir))?;
+        let public_url = cfg
+            .governance
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.listen))
+            .trim_end_matches('/')
+            .to_owned();
+        let gov = Governance {
+            trusted,
+            approvals_dir,
+            index: RwLock::new(Index::default()),
+            audit,
+            store,
+            licenses: cfg.policy.licenses.iter().map(|l| l.to_ascii_lowercase()).collect(),
+            public_url,
+            admin_token: cfg.governance.admin_token.clone(),
+            prefetch_requests: cfg.governance.prefetch_requests.unwrap_or(true),
+        };
+        gov.reload()?;
+        Ok(gov)
+    }
+
+    /// (Re)loads every record in `approvals/`. Records that do not verify are rejected loudly
+    /// (logged, listed by the admin API) and cover nothing.
+    pub fn reload(&self) -> Result<(usize, usize), MirrorError> {
+        let (approvals, bad) = signing::load_dir(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+        let (revocations, bad_rev) =
+            signing::load_revocations(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+        let mut index = Index::default();
+        for (path, e) in bad.into_iter().chain(bad_rev) {
+            tracing::error!(path = %path.display(), error = %e, "approval record rejected");
+            index.rejected.push((path, e.to_string()));
+        }
+        let mut revoked: HashMap<String, RevocationRecord> = HashMap::new();
+        for r in &revocations {
+            let rec = r.record().clone();
+            revoked.insert(rec.approval.as_str().to_owned(), rec);
+        }
+        let n = approvals.len();
+        for signed in approvals {
+            let record = signed.record().clone();
+            let id = match signed.id() {
+                Ok(id) => id,
+                Err(e) => {
+                    index.rejected.push((self.approvals_dir.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let key = (record.source, record.name.to_ascii_lowercase());
+            let approval = Approval { revoked: revoked.get(id.as_str()).cloned(), id, signed, record };
+            index.by_name.entry(key).or_default().push(Arc::new(approval));
+        }
+        let rejected = index.rejected.len();
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        tracing::info!(approvals = n, rejected, "approvals loaded");
+        Ok((n, rejected))
+    }
+
+    /// What the approvals say about `name` at `asked` (a commit / digest, or a branch / tag name).
+    pub fn decide(&self, source: Source, name: &str, asked: &str) -> Verdict {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let Some(all) = index.by_name.get(&(source, name.to_ascii_lowercase())) else {
+            return Verdict::NoApprovals;
+        };
+        let now = now();
+        let usable = |a: &&Arc<Approval>| a.revoked.is_none() && !a.record.is_expired(now);
+        let asked_is_version = asked.len() == 40 && asked.bytes().all(|b| b.is_ascii_hexdigit())
+            || asked.starts_with("sha256:");
+        let matching: Vec<&Arc<Approval>> = all
+            .iter()
+            .filter(|a| {
+                if asked_is_version {
+                    a.record.revision.eq_ignore_ascii_case(asked)
+                } else {
+                    a.record.revision_name.as_deref() == Some(asked)
+                }
+            })
+            .collect();
+        // The newest usable approval for the asked version or name wins.
+        if let Some(a) = matching.iter().copied().filter(usable).max_by_key(|a| a.record.approved_at) {
+            return Verdict::Approved(a.clone());
+        }
+        // Asking for `main`/`latest` when approvals name no branch: the newest usable approval.
+        if !asked_is_version && matching.is_empty() && matches!(asked, "main" | "latest") {
+            if let Some(a) = all.iter().filter(usable).max_by_key(|a| a.record.approved_at) {
+                return Verdict::Approved(a.clone());
+            }
+        }
+        let newest = matching.iter().copied().max_by_key(|a| a.record.approved_at);
+        Verdict::Refused(match newest {
+            Some(a) => match &a.revoked {
+                Some(r) => Refusal::Revoked {
+                    name: name.to_owned(),
+                    approval: a.id.to_string(),
+                    by: r.revoked_by.clone(),
+                    reason: r.reason.clone(),
+                },
+                None => Refusal::Expired { name: name.to_owned(), approval: a.id.to_string() },
+            },
+            None => {
+                let approved: Vec<String> = all
+                    .iter()
+                    .filter(usable)
+                    .map(|a| match &a.record.revision_name {
+                        Some(n) => format!("{n} = {}", a.record.revision),
+                        None => a.record.revision.clone(),
+                    })
+                    .collect();
+                // Every approval revoked: say so, with the newest revocation's reason.
+                match all.iter().filter(|a| a.revoked.is_some()).max_by_key(|a| a.record.approved_at) {
+                    Some(a) if approved.is_empty() => {
+                        let r = a.revoked.as_ref();
+                        Refusal::Revoked {
+                            name: name.to_owned(),
+                            approval: a.id.to_string(),
+                            by: r.map(|r| r.revoked_by.clone()).unwrap_or_default(),
+                            reason: r.map(|r| r.reason.clone()).unwrap_or_default(),
+                        }
+                    }
+                    _ => Refusal::RevisionNotApproved {
+                        name: name.to_owned(),
+                        asked: asked.to_owned(),
+                        approved: if approved.is_empty() { "none".into() } else { approved.join(", ") },
+                    },
+                }
+            }
+        })
+    }
+
+    /// Whether a blob (an Ollama layer, by digest) of `name` is covered: by a usable approval
+    /// that pins it, refused if approvals exist but none usable pins it, or no approvals at all.
+    pub fn blob_verdict(&self, source: Source, name: &str, digest: &verifier::Digest) -> Verdict {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let Some(all) = index.by_name.get(&(source, name.to_ascii_lowercase())) else {
+            return Verdict::NoApprovals;
+        };
+        let now = now();
+        let pins = |a: &&Arc<Approval>| {
+            a.record.files.iter().any(|f| f.sha256 == *digest) || a.record.revision == digest.to_string()
+        };
+        if let Some(a) = all.iter().filter(pins).find(|a| a.revoked.is_none() && !a.record.is_expired(now)) {
+            return Verdict::Approved(a.clone());
+        }
+        Verdict::Refused(match all.iter().filter(pins).max_by_key(|a| a.record.approved_at) {
+            Some(a) => match &a.revoked {
+                Some(r) => Refusal::Revoked {
+                    name: name.to_owned(),
+                    approval: a.id.to_string(),
+                    by: r.revoked_by.clone(),
+                    reason: r.reason.clone(),
+                },
+                None => Refusal::Expired { name: name.to_owned(), approval: a.id.to_string() },
+            },
+            None => Refusal::RevisionNotApproved {
+                name: name.to_owned(),
+                asked: digest.to_string(),
+                approved: "no approved manifest lists this blob".into(),
+            },
+        })
+    }
+
+    /// Names with at least one usable approval (for typosquat checks).
+    pub fn approved_names(&self, source: Source) -> Vec<String> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        index
+            .by_name
+            .iter()
+            .filter(|((s, _), v)| *s == source && v.iter().any(|a| a.revoked.is_none()))
+            .filter_map(|(_, v)| v.first().map(|a| a.record.name.clone()))
+            .collect()
+    }
+
+    /// Appends to the audit log. A failure is logged, not returned: the log is evidence, and a
+    /// broken disk must not stop serving verified bytes.
+    pub fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.audit.append(&event, now()) {
+            tracing::error!(error = %e, "audit log append failed");
+        }
+    }
+
+    /// Path of the audit log.
+    pub fn audit_path(&self) -> &Path {
+        self.audit.path()
+    }
+
+    /// The admin token, if the admin API is enabled.
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref()
+    }
+
+    /// Base URL shown in refusal messages.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Whether requested versions are fetched and scanned in the background.
+    pub fn prefetch_requests(&self) -> bool {
+        self.prefetch_requests
+    }
+
+    /// Whether `license` may be approved without an override.
+    pub fn licence_allowed(&self, license: Option<&str>) -> bool {
+        self.licenses.is_empty() || license.is_some_and(|l| self.licenses.contains(&l.to_ascii_lowercase()))
+    }
+
+    /// Verifies a signed approval sent by an admin, writes it to `approvals/` and makes it
+    /// effective. Records a licence outside the allowed list only with `license_override`.
+    pub fn add_approval(&self, json: &[u8]) -> Result<ApprovalId, GovError> {
+        let signed = SignedApproval::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
+        let record = signed.verify(&self.trusted).map_err(|e| GovError::Rejected(e.to_string()))?.clone();
+        if !record.license_override && !self.licence_allowed(record.license.as_deref()) {
+            return Err(GovError::Rejected(format!(
+                "licence {} is not in [policy] licenses; approve with a licence override",
+                record.license.as_deref().unwrap_or("unknown")
+            )));
+        }
+        let id = signed.id().map_err(|e| GovError::Rejected(e.to_string()))?;
+        signed.write_to_dir(&self.approvals_dir).map_err(|e| GovError::Rejected(e.to_string()))?;
+        self.reload()?;
+        self.audit(AuditEvent::Approval {
+            approval: id.clone(),
+            source: record.source,
+            name: record.name.clone(),
+            revision: record.revision.clone(),
+            approved_by: record.approved_by.clone(),
+        });
+        self.close_requests(&record, &id)?;
+        Ok(id)
+    }
+
+    /// Verifies a signed revocation, writes it and makes it effective at once.
+    pub fn add_revocation(&self, json: &[u8]) -> Result<ApprovalId, GovError> {
+        let signed = SignedRevocation::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
+        let record = signed.verify(&self.trusted).map_err(|e| GovError::Rejected(e.to_string()))?.clone();
+        let known = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            index.by_name.values().flatten().any(|a| a.id == record.approval)
+        };
+        if !known {
+            return Err(GovError::NotFound(format!("approval {}", record.approval)));
+        }
+        signed.write_to_dir(&self.approvals_dir).map_err(|e| GovError::Rejected(e.to_string()))?;
+        self.reload()?;
+        self.audit(AuditEvent::Revocation {
+            approval: record.approval.clone(),
+            reason: record.reason.clone(),
+            revoked_by: record.revoked_by.clone(),
+        });
+        Ok(record.approval)
+    }
+
+    /// Every loaded approval and every rejected record, for the admin API.
+    pub fn list_approvals(&self) -> serde_json::Value {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let mut approvals: Vec<&Arc<Approval>> = index.by_name.values().flatten().collect();
+        approvals.sort_by_key(|a| std::cmp::Reverse(a.record.approved_at));
+        serde_json::json!({
+            "approvals": approvals.iter().map(|a| serde_json::json!({
+                "id": a.id.to_string(),
+                "record": a.record,
+                "revoked": a.revoked,
+            })).collect::<Vec<_>>(),
+            "rejected": index.rejected.iter().map(|(p, e)| serde_json::json!({
+                "path": p.display().to_string(), "error": e,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The mirror's own signing key (for the audit log): `mirror.key` in the data dir, created on
+/// first start with `mirror.pub` beside it.
+fn mirror_key(data_dir: &Path) -> Result<KeyPair, MirrorError> {
+    let path = data_dir.join("mirror.key");
+    if path.exists() {
+        return KeyPair::read_private(&path).map_err(signing_err);
+    }
+    std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
+    let key = KeyPair::generate().map_err(signing_err)?;
+    key.write_private(&path).map_err(signing_err)?;
+    key.public().write(&data_dir.join("mirror.pub")).map_err(signing_err)?;
+    tracing::info!(key = %key.public().id(), "generated the mirror's audit-log key");
+    Ok(key)
+}

@@ -1,0 +1,79 @@
+//! Admission: the one place that decides whether a name and revision may be served, in the order
+//! `docs/governance.md` documents — approvals, then config allow rules, then typosquat refusal or
+//! a review request. Every refusal is audited.
+
+use std::sync::Arc;
+
+use signing::{AuditEvent, Source};
+
+use super::Mirror;
+use crate::error::MirrorError;
+use crate::governance::{Approval, Verdict};
+use crate::refusal::Refusal;
+
+/// The outcome of admission.
+pub(crate) enum Admit {
+    /// Serve, at `pin` if given (a 40-hex commit or a manifest digest), under `approval` if one
+    /// decides.
+    Allowed { pin: Option<String>, approval: Option<Arc<Approval>> },
+    /// Refused.
+    Refused(Refusal),
+}
+
+impl Mirror {
+    /// Decides for `name` (policy spelling: `org/repo`, `datasets/org/repo`, `namespace/model`) at
+    /// `asked` (a branch, tag, commit or digest). `config` is the allow rules' answer (with their
+    /// pin); it is consulted only when no approval mentions the name.
+    pub(crate) fn admit(
+        &self,
+        source: Source,
+        name: &str,
+        asked: &str,
+        config: impl FnOnce() -> Result<Option<String>, Refusal>,
+        client: &str,
+    ) -> Result<Admit, MirrorError> {
+        let refusal = match self.gov.decide(source, name, asked) {
+            Verdict::Approved(a) => {
+                return Ok(Admit::Allowed { pin: Some(a.record.revision.clone()), approval: Some(a) })
+            }
+            Verdict::Refused(r) => r,
+            Verdict::NoApprovals => match config() {
+                Ok(pin) => return Ok(Admit::Allowed { pin, approval: None }),
+                Err(Refusal::NotApproved { .. }) => self.unapproved(source, name, asked, client)?,
+                Err(r) => r,
+            },
+        };
+        self.gov.audit(AuditEvent::Refusal {
+            client: client.to_owned(),
+            name: name.to_owned(),
+            revision: Some(asked.to_owned()),
+            reason: refusal.to_string(),
+        });
+        Ok(Admit::Refused(refusal))
+    }
+
+    /// A name nothing approves: a typosquat is refused outright; anything else becomes (or counts
+    /// towards) a review request, fetched and scanned in the background for the reviewer.
+    fn unapproved(&self, source: Source, name: &str, asked: &str, client: &str) -> Result<Refusal, MirrorError> {
+        let bare = name.strip_prefix("datasets/").unwrap_or(name);
+        let mut approved = self.gov.approved_names(source);
+        approved.extend(self.policy.allowed_names(source == Source::Ollama).iter().cloned());
+        let approved: Vec<String> =
+            approved.iter().map(|n| n.strip_prefix("datasets/").unwrap_or(n).to_owned()).collect();
+        if let Some(s) = crate::typosquat::check(bare, &approved, &self.well_known) {
+            return Ok(Refusal::Typosquat { name: name.to_owned(), reason: s.reason });
+        }
+        let (refusal, new) = self.gov.request(source, name, asked, client)?;
+        if let Some(rec) = new.filter(|_| self.gov.prefetch_requests()) {
+            if let Some(me) = self.me.upgrade() {
+                self.rt.spawn(async move {
+                    let report = me.prepare(rec.source, &rec.name, &rec.revision).await;
+                    if let Err(e) = me.gov.attach_report(&rec.id, report) {
+                        tracing::warn!(request = %rec.id, error = %e, "could not store the request's report");
+                    }
+                });
+            }
+        }
+        Ok(refusal)
+    }
+}

@@ -347,15 +347,15 @@ class Pull:
         return f"ollama-pull rc={self.rc}\n--- stdout\n{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}"
 
 
-def pull_cmd(airlock: Airlock, model: str, out: Path, min_part: int | None = None,
-             host: str = "127.0.0.1") -> list[str]:
+def pull_cmd(airlock, model: str, out: Path, min_part: int | None = None, host: str = "127.0.0.1") -> list[str]:
+    """`airlock` is anything with a `port` (an Airlock, the Registry, the shim)."""
     cmd = [str(ollama_pull_bin()), "--insecure", "--out", str(out)]
     if min_part:
         cmd += ["--min-part-size", str(min_part)]
     return cmd + [f"{host}:{airlock.port}/{model}"]
 
 
-def ollama_pull(airlock: Airlock, model: str, out: Path, min_part: int | None = None, host: str = "127.0.0.1",
+def ollama_pull(airlock, model: str, out: Path, min_part: int | None = None, host: str = "127.0.0.1",
                 timeout: float = PULL_TIMEOUT) -> Pull:
     t0 = time.monotonic()
     p = subprocess.run(pull_cmd(airlock, model, out, min_part, host), capture_output=True, text=True,

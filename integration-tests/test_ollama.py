@@ -7,7 +7,8 @@ distribution 2.8) loaded with Ollama-shaped models, pulled by
 - oras-py, a plain OCI client that simply follows the 307;
 - raw HTTP for the HEAD/Range/error edge cases.
 
-Findings (what Airlock gets wrong) are in /work/notes/ollama-findings.md; the tests that show them are xfail.
+Findings (what Airlock got wrong, how to reproduce) are in /work/notes/ollama-findings.md; a test that shows an open
+finding is xfail(strict=False) with the finding as its reason.
 """
 
 from __future__ import annotations
@@ -144,6 +145,19 @@ def test_ollama_client_via_localhost_is_sent_to_the_ip(ollama_airlock, models, t
     assert_pulled(pull, models["tiny"], ollama_airlock)
     for line in pull.blob_lines:
         assert f"from http://127.0.0.1:{ollama_airlock.port}/" in line, line
+
+
+def test_ollama_client_enforces_ollamas_blob_rules(registry, models, ollama_ai, tmp_path):
+    """The client must fail where ollama fails, or the tests above prove nothing (protocol note traps 1 and 2)."""
+    # distribution answers a blob GET with a plain 200 and no Location.
+    pull = ollama_pull(registry, "library/tiny:latest", tmp_path / "plain")
+    assert pull.rc == 1 and "no Location header" in pull.stderr, pull.explain()
+    # A 307 to another hostname is where ollama stops and takes Location ...
+    pull = ollama_pull(ollama_ai, "library/tiny:latest", tmp_path / "cross")
+    assert_pulled(pull, models["tiny"])
+    # ... but a redirect to the same hostname (another port) is followed, and the 200 at its end has no Location.
+    pull = ollama_pull(ollama_ai, "library/tiny:latest", tmp_path / "same", host="localhost")
+    assert pull.rc == 1 and "no Location header" in pull.stderr, pull.explain()
 
 
 # ---- a plain OCI client ----------------------------------------------------------------------------------
@@ -328,8 +342,7 @@ def test_tampered_upstream_blob_is_refused_and_never_stored(ollama_airlock, mode
     assert st == 403 and oci_error(body)[0] == "DENIED", (st, body)
     assert "sha256" in oci_error(body)[1] or "digest" in oci_error(body)[1].lower(), body
 
-    # The pull fails. (On this first pull the reason cannot reach the user: the manifest was already served
-    # and ollama's blob HEAD gets a 403 without a body; see the xfail test below.)
+    # The pull fails (with a reason on the manifest: see the next test).
     pull = ollama_pull(ollama_airlock, "library/tamper:latest", tmp_path / "out")
     assert pull.rc == 1 and "403" in pull.stderr, pull.explain()
     assert not (tmp_path / "out" / f"sha256-{d.split(':')[1]}").exists()
@@ -345,10 +358,8 @@ def test_tampered_upstream_blob_is_refused_and_never_stored(ollama_airlock, mode
     ollama_airlock.assert_store_consistent()
 
 
-@pytest.mark.xfail(strict=False, reason="finding F2 (/work/notes/ollama-findings.md): once a blob of a manifest "
-                   "is refused, the manifest is still served 200, so ollama only ever shows 'Error: 403: ' "
-                   "(a HEAD has no body) and the user never learns why")
 def test_refused_blob_reason_reaches_the_user_on_the_next_pull(ollama_airlock, models, registry, tmp_path):
+    """Once a blob is refused, the manifest is refused with the blob's reason: the only place ollama shows text."""
     m = registry.push(ollama_model("library/tamper", tag="again", seed="tamper-again"))
     d = m.model_digest
     path = registry.blob_data_path(d)
@@ -402,9 +413,6 @@ def test_scanner_refuses_dangerous_layers(ollama_airlock, registry, tag, tmp_pat
     assert d.split(":")[1] not in ollama_airlock.blob_files() and not ollama_airlock.holds_content(data)
 
 
-@pytest.mark.xfail(strict=False, reason="finding F5 (/work/notes/ollama-findings.md): a layer declared "
-                   "application/vnd.ollama.image.model whose bytes are not a GGUF at all (plain text, zeros) is "
-                   "accepted and served: scanners are chosen by content, the declared type is not enforced")
 @pytest.mark.parametrize("what,data", [("text", b"hello world, this is not a gguf file at all\n"),
                                        ("zeros", b"\0" * 4096)], ids=["text", "zeros"])
 def test_model_layer_that_is_not_gguf_is_refused(ollama_airlock, registry, what, data):
@@ -413,8 +421,6 @@ def test_model_layer_that_is_not_gguf_is_refused(ollama_airlock, registry, what,
     assert st == 403 and oci_error(body)[0] == "DENIED", (st, body[:300])
 
 
-@pytest.mark.xfail(strict=False, reason="finding F6 (/work/notes/ollama-findings.md): a .params layer that is not "
-                   "JSON is accepted and served (ollama fails on it only when the model is loaded)")
 def test_params_layer_that_is_not_json_is_refused(ollama_airlock, registry):
     data = b"{not json"
     m = scan_model(registry, "params-not-json", "params", data)
@@ -482,9 +488,6 @@ def test_parallel_cold_pulls_fetch_each_blob_once(cold_pulls, models, registry):
     assert all(n == 1 for n in counts.values()), f"upstream GETs per blob after {PARALLEL_PULLS} pulls: {counts}"
 
 
-@pytest.mark.xfail(strict=False, reason="finding F1 (/work/notes/ollama-findings.md): the manifest single-flight "
-                   "has no settled check, so callers arriving between the end of the flight and the tag record "
-                   "fetch the manifest again (5-6 upstream GETs for 30 pulls)")
 def test_parallel_cold_pulls_fetch_the_manifest_once(cold_pulls, models, registry):
     m = models["cold"]
     tag = registry.gets("/v2/library/cold/manifests/latest")
@@ -500,9 +503,6 @@ def test_policy_matches_names_case_insensitively(ollama_airlock, models, tmp_pat
 
 
 # ---- upstream failures ------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason="finding F3 (/work/notes/ollama-findings.md): an upstream connection failure "
-                   "is answered 502 with reqwest/hyper internals in the message ('client error (Connect): tcp "
-                   "connect error: Connection refused (os error 111)')")
 def test_upstream_down_is_a_short_502_without_internals(registry, tmp_path):
     from conftest import free_port
     dead = free_port()  # nothing listens there
@@ -549,9 +549,6 @@ def test_upstream_blob_redirect_to_a_listed_cdn_host_is_followed(ollama_ai, cdn_
         a.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="finding F4 (/work/notes/ollama-findings.md): Airlock passes the upstream's "
-                   "manifest Content-Type through; registry.ollama.ai says text/plain, so Airlock serves text/plain "
-                   "instead of the docker-v2 type the contract requires")
 def test_manifest_is_served_as_docker_v2_whatever_upstream_says(ollama_ai, cdn_model, registry, tmp_path):
     a = start_airlock_ollama(tmp_path / "a", ollama_ai, rule("library/cdn"),
                              redirect_hosts=[f"localhost:{registry.port}"])
@@ -575,7 +572,7 @@ def test_upstream_blob_redirect_to_an_unlisted_host_is_refused(ollama_ai, cdn_mo
         st, _, body = request(a, "GET", blob_path(cdn_model, d) + "?direct=1")
         assert st >= 400 and body != cdn_model.blobs[d], st
         assert a.blob_files().keys().isdisjoint(x.split(":")[1] for x in cdn_model.blobs)
-        assert not a.quarantine_files()
+        wait_for(lambda: not a.quarantine_files(), 5, "an empty quarantine after the refused fetches")
     finally:
         a.stop()
 

@@ -40,8 +40,12 @@ pub struct GovernanceConfig {
     /// Base URL clients are told to find review requests at (default: `http://<listen>`).
     pub public_url: Option<String>,
     /// Fetch, verify and scan a requested (not yet approved) version in the background, so the
-    /// reviewer sees the report.
+    /// reviewer sees the report (default true).
     pub prefetch_requests: Option<bool>,
+    /// Largest version (total bytes) fetched in the background for a review request (default
+    /// 2 GiB): any client can ask for any name, so this bounds what one request can make Airlock
+    /// download. Larger versions are fetched when a reviewer runs `airlock approve`.
+    pub prefetch_max_bytes: Option<u64>,
 }
 
 /// `[huggingface]`

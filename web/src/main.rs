@@ -29,6 +29,18 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Verify a model's signature (exit 0 verified, 1 failed, 2 error).
     Verify(cmd::verify::VerifyArgs),
+    /// Generate a governance key pair (governance.key, 0600, and governance.pub).
+    Keygen(cmd::gov::KeygenArgs),
+    /// Prepare, sign and send an approval of one exact version (exit 1 if refused).
+    Approve(cmd::gov::ApproveArgs),
+    /// Review requests: list, show, approve, deny.
+    Requests(cmd::gov::RequestsArgs),
+    /// Sign and send a revocation of an approval; serving stops at once.
+    Revoke(cmd::gov::RevokeArgs),
+    /// Check, export and query the audit log (verify: exit 0 ok, 1 tampered).
+    Audit(cmd::gov::AuditArgs),
+    /// Export or import signed approval record files.
+    Approvals(cmd::gov::ApprovalsArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +57,12 @@ fn main() -> ExitCode {
         Command::Reindex(args) => cmd::reindex::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Keygen(args) => cmd::gov::keygen(args),
+        Command::Approve(args) => cmd::gov::approve(args),
+        Command::Requests(args) => cmd::gov::requests(args),
+        Command::Revoke(args) => cmd::gov::revoke(args),
+        Command::Audit(args) => cmd::gov::audit(args),
+        Command::Approvals(args) => cmd::gov::approvals(args),
     };
     match outcome {
         Ok(code) => code,

@@ -228,7 +228,7 @@ impl Puller {
 
     async fn pull(&self) -> Result<()> {
         println!("pulling manifest");
-        let manifest = self.manifest().await.map_err(|e| anyhow!("pull model manifest: {e}"))?;
+        let manifest = self.manifest().await.map_err(|e| anyhow!("pull model manifest: {e:#}"))?;
         let doc: serde_json::Value = serde_json::from_slice(&manifest).context("manifest is not JSON")?;
         let layers = doc["layers"].as_array().cloned().unwrap_or_default();
         // ollama: `layers = append(manifest.Layers, manifest.Config)`.

@@ -78,6 +78,7 @@ pub struct Governance {
     public_url: String,
     admin_token: Option<Secret>,
     prefetch_requests: bool,
+    prefetch_max_bytes: u64,
 }
 
 fn signing_err(e: signing::SigningError) -> MirrorError {
@@ -123,6 +124,7 @@ impl Governance {
             public_url,
             admin_token: cfg.governance.admin_token.clone(),
             prefetch_requests: cfg.governance.prefetch_requests.unwrap_or(true),
+            prefetch_max_bytes: cfg.governance.prefetch_max_bytes.unwrap_or(2 << 30),
         };
         gov.reload()?;
         Ok(gov)
@@ -304,6 +306,11 @@ impl Governance {
     /// Whether requested versions are fetched and scanned in the background.
     pub fn prefetch_requests(&self) -> bool {
         self.prefetch_requests
+    }
+
+    /// Largest version fetched in the background for a review request.
+    pub fn prefetch_max_bytes(&self) -> u64 {
+        self.prefetch_max_bytes
     }
 
     /// Whether `license` may be approved without an override.

@@ -67,7 +67,8 @@ impl Mirror {
         if let Some(rec) = new.filter(|_| self.gov.prefetch_requests()) {
             if let Some(me) = self.me.upgrade() {
                 self.rt.spawn(async move {
-                    let report = me.prepare(rec.source, &rec.name, &rec.revision).await;
+                    let cap = Some(me.gov.prefetch_max_bytes());
+                    let report = me.prepare(rec.source, &rec.name, &rec.revision, cap).await;
                     if let Err(e) = me.gov.attach_report(&rec.id, report) {
                         tracing::warn!(request = %rec.id, error = %e, "could not store the request's report");
                     }

@@ -52,6 +52,9 @@ pub(crate) struct FetchTask {
     /// Declared size.
     pub size: u64,
     pub expect: Expect,
+    /// Formats the bytes must have, when the upstream declared what they are (an Ollama
+    /// `.model` layer must be GGUF): anything else is refused even if it scans clean.
+    pub formats: Option<&'static [verifier::Format]>,
 }
 
 /// A message to the blocking writer.
@@ -229,6 +232,7 @@ impl FetchTask {
     async fn scan(&self, q: &Quarantined) -> Result<Result<String, String>, MirrorError> {
         let path = q.path().to_owned();
         let len = q.outcome().len;
+        let formats = self.formats;
         tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(MirrorError::io(&path))?;
             let report = verifier::scan(std::io::BufReader::new(file), len).map_err(|e| {
@@ -237,6 +241,14 @@ impl FetchTask {
                     source: std::io::Error::other(e.to_string()),
                 }
             })?;
+            if let Some(allowed) = formats.filter(|f| !f.contains(&report.format)) {
+                let want: Vec<String> = allowed.iter().map(|f| format!("{f:?}").to_lowercase()).collect();
+                return Ok(Err(format!(
+                    "content is {:?}, but the upstream declared {}",
+                    report.format,
+                    want.join(" or ")
+                )));
+            }
             Ok(if report.is_clean() {
                 Ok(report.summary())
             } else {

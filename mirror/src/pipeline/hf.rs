@@ -307,6 +307,7 @@ async fn fetch_file(
         label: entry.path.to_string(),
         size: entry.size,
         expect,
+        formats: None,
     };
     let path = entry.path.clone();
     match task.run(&progress).await {

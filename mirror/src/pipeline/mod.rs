@@ -26,14 +26,14 @@ use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::store::{FileRecord, Store};
 use crate::upstream::hf::{Answer, HfUpstream};
-use crate::upstream::oci::{ManifestAnswer, OciUpstream};
+use crate::upstream::oci::OciUpstream;
 
 pub use hf::Snapshot;
 pub(crate) use ollama::parse_manifest as manifest_layers;
 pub use ollama::{BlobInfo, ManifestDoc};
 
 /// The answer to a lookup: found, refused by Airlock, or absent upstream.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Lookup<T> {
     /// Here it is.
     Found(T),
@@ -99,7 +99,7 @@ pub struct Mirror {
     oci: Arc<OciUpstream>,
     tag_ttl: u64,
     blob_flights: SingleFlight<Digest, Fetched>,
-    manifest_flights: SingleFlight<MetaKey, Result<ManifestAnswer, String>>,
+    manifest_flights: SingleFlight<MetaKey, Result<Lookup<ManifestDoc>, String>>,
     gov: Arc<Governance>,
     well_known: WellKnown,
     /// Itself, for background tasks that outlive a request (review-request prefetches).

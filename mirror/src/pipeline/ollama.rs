@@ -163,14 +163,9 @@ impl Mirror {
                     .filter(|r| self.store.has_blob(&r.digest));
                 match fresh {
                     Some(r) => r.digest,
+                    // The flight records the tag itself, before it ends.
                     None => match self.fetch_manifest(name, reference, None).await? {
-                        Lookup::Found(doc) => {
-                            let (store, name2, tag2, d) =
-                                (self.store.clone(), name.clone(), tag.clone(), doc.digest);
-                            self.blocking(move || store.put_tag(&name2, &tag2, d))
-                                .await?;
-                            doc.digest
-                        }
+                        Lookup::Found(doc) => doc.digest,
                         other => return Ok(other),
                     },
                 }
@@ -194,7 +189,21 @@ impl Mirror {
                 other => return Ok(other),
             },
         };
-        self.record_layers(name, &doc).await?;
+        let layers = self.record_layers(name, &doc).await?;
+        // A layer already refused makes the whole model unservable; say why here, on the manifest,
+        // the only answer whose body ollama shows (its blob requests start with a HEAD).
+        for (d, layer) in &layers {
+            if let Some(r) = self.store.get_blob_refusal(d)? {
+                let reason = match r {
+                    Refusal::Verification { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Ok(Lookup::Refused(Refusal::Verification {
+                    file: format!("{name}:{reference} layer {} {d}", layer.media_type),
+                    reason,
+                }));
+            }
+        }
         Ok(Lookup::Found(doc))
     }
 
@@ -206,67 +215,34 @@ impl Mirror {
         reference: &Reference,
         expect: Option<Digest>,
     ) -> Result<Lookup<ManifestDoc>, MirrorError> {
-        let oci = self.oci.clone();
-        let (name2, ref2) = (name.clone(), reference.clone());
         let key = format!("{}\0{reference}", name.index_key());
-        let flight = self.manifest_flights.join(
-            key,
-            || None,
-            move |_| async move { oci.manifest(&name2, &ref2).await.map_err(|e| e.to_string()) },
-        );
-        let answer = match flight.wait(Duration::from_secs(60)).await {
-            Waited::Done(Ok(a)) => a,
-            Waited::Done(Err(e)) => return Err(MirrorError::Upstream(e)),
-            Waited::Running { .. } => {
-                return Err(MirrorError::Upstream("manifest request timed out".into()))
-            }
-            Waited::Lost => return Err(MirrorError::Task("manifest task failed".into())),
+        // A result recorded by a flight that just ended counts (checked under the flight map's
+        // lock), so callers arriving after it do not ask upstream again.
+        let (store, name2, ref2, ttl) = (self.store.clone(), name.clone(), reference.clone(), self.tag_ttl);
+        let settled = move || {
+            let digest = match &ref2 {
+                Reference::Digest(d) => *d,
+                Reference::Tag(t) => {
+                    let r = store.get_tag(&name2, t).ok().flatten()?;
+                    if now_unix().saturating_sub(r.resolved_at) >= ttl {
+                        return None;
+                    }
+                    r.digest
+                }
+            };
+            let rec = store.get_oci_manifest(&digest).ok().flatten().filter(|_| store.has_blob(&digest))?;
+            Some(Ok(Lookup::Found(ManifestDoc { digest, content_type: rec.content_type, size: rec.size })))
         };
-        let (bytes, content_type) = match answer {
-            ManifestAnswer::Found {
-                bytes,
-                content_type,
-            } => (bytes, content_type),
-            ManifestAnswer::NotFound(m) => return Ok(Lookup::RepoNotFound(m)),
-            ManifestAnswer::Denied(m) => {
-                return Ok(Lookup::Refused(Refusal::UpstreamDenied {
-                    name: name.to_string(),
-                    detail: m,
-                }))
-            }
-        };
-        let digest = Digest::of(&bytes);
-        let label = format!("manifest {name}:{reference}");
-        if let Some(want) = expect.filter(|w| *w != digest) {
-            tracing::warn!(%label, %want, got = %digest, "manifest digest mismatch");
-            return Ok(Lookup::Refused(Refusal::Verification {
-                file: label,
-                reason: format!("upstream manifest hashes to {digest}, expected {want}"),
-            }));
+        let (store, oci, name2, ref2) = (self.store.clone(), self.oci.clone(), name.clone(), reference.clone());
+        let flight = self.manifest_flights.join(key, settled, move |_| async move {
+            fetch_manifest_task(store, oci, name2, ref2, expect).await.map_err(|e| e.to_string())
+        });
+        match flight.wait(Duration::from_secs(60)).await {
+            Waited::Done(Ok(l)) => Ok(l),
+            Waited::Done(Err(e)) => Err(MirrorError::Upstream(e)),
+            Waited::Running { .. } => Err(MirrorError::Upstream("manifest request timed out".into())),
+            Waited::Lost => Err(MirrorError::Task("manifest task failed".into())),
         }
-        if let Err(reason) = parse_manifest(&bytes) {
-            return Ok(Lookup::Refused(Refusal::Verification {
-                file: label,
-                reason,
-            }));
-        }
-        let store = self.store.clone();
-        let size = bytes.len() as u64;
-        let rec = ManifestRecord {
-            content_type: content_type.clone(),
-            size,
-        };
-        self.blocking(move || {
-            let written = store.write_blob(&bytes)?;
-            debug_assert_eq!(written, digest);
-            store.put_oci_manifest(&digest, &rec)
-        })
-        .await?;
-        Ok(Lookup::Found(ManifestDoc {
-            digest,
-            content_type,
-            size,
-        }))
     }
 
     /// Fetches a manifest for review, without policy (the governance team is asking).
@@ -402,8 +378,9 @@ impl Mirror {
             name.clone(),
             layer.size,
         );
+        let media_type = layer.media_type.clone();
         self.blob_flights.join(d, settled, move |progress| {
-            fetch_blob(store, oci, name, d, size, progress)
+            fetch_blob(store, oci, name, d, size, media_type, progress)
         })
     }
 
@@ -438,6 +415,82 @@ impl Mirror {
     }
 }
 
+/// Fetches, verifies and stores one manifest; records the tag it was asked by.
+async fn fetch_manifest_task(
+    store: Arc<Store>,
+    oci: Arc<OciUpstream>,
+    name: OllamaName,
+    reference: Reference,
+    expect: Option<Digest>,
+) -> Result<Lookup<ManifestDoc>, MirrorError> {
+    let (bytes, upstream_type) = match oci.manifest(&name, &reference).await? {
+        ManifestAnswer::Found { bytes, content_type } => (bytes, content_type),
+        ManifestAnswer::NotFound(m) => return Ok(Lookup::RepoNotFound(m)),
+        ManifestAnswer::Denied(m) => {
+            return Ok(Lookup::Refused(Refusal::UpstreamDenied { name: name.to_string(), detail: m }))
+        }
+    };
+    let digest = Digest::of(&bytes);
+    let label = format!("manifest {name}:{reference}");
+    if let Some(want) = expect.filter(|w| *w != digest) {
+        tracing::warn!(%label, %want, got = %digest, "manifest digest mismatch");
+        return Ok(Lookup::Refused(Refusal::Verification {
+            file: label,
+            reason: format!("upstream manifest hashes to {digest}, expected {want}"),
+        }));
+    }
+    let media_type = match parse_manifest(&bytes) {
+        Ok(_) => manifest_media_type(&bytes),
+        Err(reason) => return Ok(Lookup::Refused(Refusal::Verification { file: label, reason })),
+    };
+    // Serve the type the manifest declares, not whatever the upstream's header said
+    // (registry.ollama.ai says text/plain): OCI clients dispatch on it.
+    let content_type = media_type.unwrap_or_else(|| {
+        if upstream_type.starts_with("application/vnd.oci.image.manifest") {
+            upstream_type
+        } else {
+            crate::upstream::oci::DOCKER_MANIFEST_V2.to_owned()
+        }
+    });
+    let size = bytes.len() as u64;
+    let rec = ManifestRecord { content_type: content_type.clone(), size };
+    tokio::task::spawn_blocking(move || {
+        store.write_blob(&bytes)?;
+        store.put_oci_manifest(&digest, &rec)?;
+        if let Reference::Tag(t) = &reference {
+            store.put_tag(&name, t, digest)?;
+        }
+        Ok::<(), MirrorError>(())
+    })
+    .await
+    .map_err(|e| MirrorError::Task(e.to_string()))??;
+    Ok(Lookup::Found(ManifestDoc { digest, content_type, size }))
+}
+
+/// The `mediaType` a manifest declares, if any.
+fn manifest_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(bytes).ok()?.media_type
+}
+
+/// What an Ollama layer's bytes must be, by its declared media type: weights are GGUF, parameters
+/// JSON, prompts and licences text. A layer whose content does not match is refused, so a pickle or
+/// an unknown blob cannot hide behind a weights media type.
+fn layer_formats(media_type: &str) -> Option<&'static [verifier::Format]> {
+    use verifier::Format;
+    let kind = media_type.strip_prefix("application/vnd.ollama.image.")?;
+    match kind {
+        "model" | "adapter" | "projector" | "draft" => Some(&[Format::Gguf]),
+        "params" | "messages" | "json" => Some(&[Format::Json]),
+        "template" | "prompt" | "system" | "license" => Some(&[Format::Text, Format::Json]),
+        _ => None,
+    }
+}
+
 /// Fetches one blob through the shared pipeline and records the outcome.
 async fn fetch_blob(
     store: Arc<Store>,
@@ -445,6 +498,7 @@ async fn fetch_blob(
     name: OllamaName,
     digest: Digest,
     size: u64,
+    media_type: String,
     progress: Arc<Progress>,
 ) -> Fetched {
     let task = FetchTask {
@@ -456,6 +510,7 @@ async fn fetch_blob(
         label: digest.to_string(),
         size,
         expect: Expect::Sha256(digest),
+        formats: layer_formats(&media_type),
     };
     match task.run(&progress).await {
         Ok(Ok(promoted)) => {

@@ -19,15 +19,21 @@ const FILE_BUDGET: Duration = Duration::from_secs(3600);
 const PARALLEL: usize = 4;
 
 impl Mirror {
-    /// Fetches, verifies and scans a whole version.
-    pub async fn prepare(&self, source: Source, name: &str, revision: &str) -> Result<Prepared, String> {
+    /// Fetches, verifies and scans a whole version, unless it is larger than `max_bytes`.
+    pub async fn prepare(
+        &self,
+        source: Source,
+        name: &str,
+        revision: &str,
+        max_bytes: Option<u64>,
+    ) -> Result<Prepared, String> {
         match source {
-            Source::Hf => self.prepare_hf(name, revision).await,
-            Source::Ollama => self.prepare_ollama(name, revision).await,
+            Source::Hf => self.prepare_hf(name, revision, max_bytes).await,
+            Source::Ollama => self.prepare_ollama(name, revision, max_bytes).await,
         }
     }
 
-    async fn prepare_hf(&self, name: &str, revision: &str) -> Result<Prepared, String> {
+    async fn prepare_hf(&self, name: &str, revision: &str, max_bytes: Option<u64>) -> Result<Prepared, String> {
         let (kind, id) = match name.strip_prefix("datasets/") {
             Some(rest) => (RepoKind::Dataset, rest),
             None => (RepoKind::Model, name),
@@ -41,6 +47,8 @@ impl Mirror {
             Lookup::RevisionNotFound(m) => return Err(format!("revision not found upstream: {m}")),
             Lookup::EntryNotFound { .. } => return Err("revision not found upstream".into()),
         };
+        let total: u64 = snap.manifest.files().map(|e| e.size).sum();
+        check_size(total, max_bytes)?;
         let paths: Vec<_> = snap.manifest.files().map(|e| e.path.clone()).collect();
         let results: Vec<_> = futures_util::stream::iter(paths)
             .map(|path| {
@@ -83,7 +91,7 @@ impl Mirror {
         Ok(prepared)
     }
 
-    async fn prepare_ollama(&self, name: &str, revision: &str) -> Result<Prepared, String> {
+    async fn prepare_ollama(&self, name: &str, revision: &str, max_bytes: Option<u64>) -> Result<Prepared, String> {
         let (ns, model) = name.split_once('/').ok_or("expected namespace/model")?;
         let name = OllamaName::new(ns, model).map_err(|e| e.to_string())?;
         let reference = Reference::parse(revision).map_err(|e| e.to_string())?;
@@ -92,6 +100,13 @@ impl Mirror {
             Lookup::Refused(r) => return Err(r.to_string()),
             _ => return Err(format!("{name}:{reference} not found upstream")),
         };
+        let (store, d) = (self.store.clone(), doc.digest);
+        let bytes = self
+            .blocking(move || store.read_small_blob(&d, crate::upstream::oci::MAX_MANIFEST as u64))
+            .await
+            .map_err(|e| e.to_string())?;
+        let total: u64 = super::manifest_layers(&bytes)?.iter().map(|(_, l)| l.size).sum();
+        check_size(total, max_bytes)?;
         let layers = self.record_layers(&name, &doc).await.map_err(|e| e.to_string())?;
         let mut prepared = Prepared {
             source: Source::Ollama,
@@ -129,5 +144,14 @@ impl Mirror {
         prepared.files.sort_by(|a, b| a.path.cmp(&b.path));
         prepared.license_allowed = self.gov.licence_allowed(prepared.license.as_deref());
         Ok(prepared)
+    }
+}
+
+fn check_size(total: u64, max_bytes: Option<u64>) -> Result<(), String> {
+    match max_bytes {
+        Some(max) if total > max => Err(format!(
+            "{total} bytes is more than the background prefetch limit of {max} bytes; it is fetched when a reviewer runs `airlock approve`"
+        )),
+        _ => Ok(()),
     }
 }

@@ -75,30 +75,35 @@ pub(crate) fn client(hosts: HostList) -> Result<reqwest::Client, MirrorError> {
         .map_err(|e| MirrorError::Config(format!("HTTP client: {e}")))
 }
 
-/// Describes a reqwest error for a client-visible message: the cause chain without URLs' query
-/// strings (signed CDN URLs carry credentials).
+/// Describes a reqwest error for a client-visible message: a short category, plus our own
+/// redirect refusal (which names the unlisted host, useful to the operator and no secret). The
+/// full cause chain, which carries the client library's internals, is logged here instead.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else if e.is_redirect() {
-        "redirect refused".to_string()
-    } else if e.is_body() || e.is_decode() {
-        "connection broke while reading the body".to_string()
-    } else {
-        "request failed".to_string()
-    };
+    let mut chain = String::new();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        let text = s.to_string();
-        if !text.contains("://") {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
         src = s.source();
     }
-    msg
+    tracing::debug!(error = %e, cause = %chain, "upstream request failed");
+    if e.is_redirect() {
+        let why = chain.rsplit(": ").next().unwrap_or("").trim();
+        return if why.starts_with("redirect to unlisted host") {
+            why.to_owned()
+        } else {
+            "redirect refused".into()
+        };
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "unreachable (connection failed)".into()
+    } else if e.is_body() || e.is_decode() {
+        "connection broke while reading the body".into()
+    } else {
+        "request failed".into()
+    }
 }
 
 /// Reads a whole (small) response body, refusing more than `limit` bytes, so a hostile upstream

@@ -307,7 +307,7 @@ impl<'s> Decoder<'s> {
                 self.uncalled.entry(full.clone()).or_insert((
                     off,
                     sev,
-                    format!("imports {full}: {msg}"),
+                    format!("imports {full} ({msg})"),
                 ));
                 Some((sev, msg))
             }
@@ -329,7 +329,7 @@ impl<'s> Decoder<'s> {
                         *sev,
                         self.loc,
                         Some(off),
-                        format!("calls {full} ({how}): {why}"),
+                        format!("calls {full} via {how} ({why})"),
                     );
                 }
             }

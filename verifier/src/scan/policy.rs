@@ -197,6 +197,19 @@ fn torch_allowed(module: &str, name: &str) -> bool {
         "torch.nn.parameter" => matches!(name, "Parameter" | "UninitializedParameter"),
         "torch.serialization" => name == "_get_layout",
         "torch.torch_version" => name == "TorchVersion",
+        // Lightning keeps hyper-parameters in a dict subclass.
+        "pytorch_lightning.utilities.parsing"
+        | "lightning_fabric.utilities.data"
+        | "lightning.fabric.utilities.data" => name == "AttributeDict",
+        // Whole-module saves: torch's own layer classes only restore their attribute dicts.
+        // TorchScript archives name their compiled classes under `__torch__`, resolved by the
+        // TorchScript compilation unit, never imported as Python.
+        m if m.starts_with("torch.nn.modules.")
+            || m == "__torch__"
+            || m.starts_with("__torch__.") =>
+        {
+            is_class_name(name) || m.starts_with("__torch__")
+        }
         "torch.jit._pickle" => matches!(
             name,
             "build_intlist"

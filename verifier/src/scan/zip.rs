@@ -225,7 +225,7 @@ fn check_entries<R: Read + Seek + ?Sized>(
                 Severity::High,
                 &here,
                 None,
-                format!("encryption flag bits set ({:#06x}); PyTorch ignores them and reads the bytes anyway", e.flags),
+                format!("encryption flag bits set ({:#06x}) on unencrypted bytes; readers disagree (lenient ones read them anyway)", e.flags),
             );
         }
         let odd = e.flags & !(0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0040 | 0x0800);

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod gov;
 pub mod reindex;
 pub mod scan;
 pub mod serve;

@@ -25,6 +25,39 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Signed approvals, review requests, the admin API.
     pub governance: GovernanceConfig,
+    /// `[[trust]]` rules: which repos must carry which signature.
+    pub trust: Vec<TrustRule>,
+}
+
+/// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustRule {
+    /// `org/repo`, `org/*`, `datasets/org/repo`, `datasets/org/*` or `*`.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// `model-signing` (OpenSSF model signing, `model.sig`), `pgp` (a detached OpenPGP signature
+    /// over a `sha256sum`-style list) or `none`.
+    pub require: String,
+    /// The signature file in the repo (default `model.sig`; `SHA256SUMS.asc` for pgp).
+    pub signature: Option<String>,
+    /// model-signing, key method: PEM public keys (ECDSA P-256/384/521).
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    /// model-signing, certificate method: PEM trust anchors.
+    #[serde(default)]
+    pub cert_roots: Vec<PathBuf>,
+    /// model-signing, keyless Sigstore: the certificate identity required…
+    pub identity: Option<String>,
+    /// …its OIDC issuer…
+    pub issuer: Option<String>,
+    /// …and the `trusted_root.json` (or ClientTrustConfig) to verify against, offline.
+    pub trusted_root: Option<PathBuf>,
+    /// pgp: keyring files (armored or binary).
+    #[serde(default)]
+    pub pgp_keys: Vec<PathBuf>,
+    /// pgp: the signed `sha256sum`-style list in the repo (default `SHA256SUMS`).
+    pub manifest: Option<String>,
 }
 
 /// `[governance]`
@@ -162,6 +195,7 @@ impl Default for Config {
             huggingface: HfConfig::default(),
             ollama: OllamaConfig::default(),
             governance: GovernanceConfig::default(),
+            trust: Vec::new(),
             policy: PolicyConfig::default(),
         }
     }
@@ -239,7 +273,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AIRLOCK_ADMIN_TOKEN", "governance.admin_token"),
     ("AIRLOCK_ADMIN_TOKEN_FILE", "governance.admin_token_file"),
     ("AIRLOCK_PUBLIC_URL", "governance.public_url"),
-    ("AIRLOCK_GOVERNANCE_KEYS", "governance.keys (comma-separated paths)"),
+    (
+        "AIRLOCK_GOVERNANCE_KEYS",
+        "governance.keys (comma-separated paths)",
+    ),
 ];
 
 impl Config {
@@ -328,7 +365,10 @@ impl Config {
             cfg.huggingface.token_file.as_deref(),
         )?;
         read_token(&mut cfg.ollama.token, cfg.ollama.token_file.as_deref())?;
-        read_token(&mut cfg.governance.admin_token, cfg.governance.admin_token_file.as_deref())?;
+        read_token(
+            &mut cfg.governance.admin_token,
+            cfg.governance.admin_token_file.as_deref(),
+        )?;
         Ok(cfg)
     }
 }

@@ -17,6 +17,7 @@ mod policy;
 mod quarantine;
 mod refusal;
 mod store;
+pub mod trust;
 mod typosquat;
 mod upstream;
 

@@ -202,9 +202,10 @@ impl Policy {
                 name: format!("{shown} (other tags of {name} are approved)"),
                 request: None,
             }),
-            (false, PolicyMode::Allowlist) => {
-                OllamaDecision::Refused(Refusal::NotApproved { name: shown, request: None })
-            }
+            (false, PolicyMode::Allowlist) => OllamaDecision::Refused(Refusal::NotApproved {
+                name: shown,
+                request: None,
+            }),
         }
     }
 

@@ -133,6 +133,8 @@ pub struct Store {
     oci_drift: sled::Tree,
     /// Review requests (also recorded in the audit log).
     pub(crate) requests: sled::Tree,
+    /// Signature verdicts per (repo, commit).
+    pub(crate) signed: sled::Tree,
 }
 
 fn key(parts: &[&str]) -> Vec<u8> {
@@ -178,6 +180,7 @@ impl Store {
             oci_refusals: db.open_tree("oci_refusals")?,
             oci_drift: db.open_tree("oci_drift")?,
             requests: db.open_tree("requests")?,
+            signed: db.open_tree("signed")?,
         })
     }
 
@@ -226,7 +229,10 @@ impl Store {
         Ok(digest)
     }
 
-    pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, k: &[u8]) -> Result<Option<T>, MirrorError> {
+    pub(crate) fn get<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        k: &[u8],
+    ) -> Result<Option<T>, MirrorError> {
         match tree.get(k)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -238,7 +244,11 @@ impl Store {
         }
     }
 
-    pub(crate) fn put<T: Serialize>(tree: &sled::Tree, k: Vec<u8>, v: &T) -> Result<(), MirrorError> {
+    pub(crate) fn put<T: Serialize>(
+        tree: &sled::Tree,
+        k: Vec<u8>,
+        v: &T,
+    ) -> Result<(), MirrorError> {
         let bytes = serde_json::to_vec(v).map_err(|e| MirrorError::Corrupt {
             key: "new record".into(),
             detail: e.to_string(),

@@ -13,7 +13,10 @@ pub fn licence_of_model_card(text: &str) -> Option<String> {
             return None;
         }
         if let Some(v) = line.strip_prefix("license:") {
-            let v = v.trim().trim_matches(|c| c == '"' || c == '\'').to_ascii_lowercase();
+            let v = v
+                .trim()
+                .trim_matches(|c| c == '"' || c == '\'')
+                .to_ascii_lowercase();
             return (!v.is_empty()).then_some(v);
         }
     }
@@ -22,7 +25,11 @@ pub fn licence_of_model_card(text: &str) -> Option<String> {
 
 /// A licence identifier for an Ollama licence layer's text, by its well-known opening words.
 pub fn licence_of_text(text: &str) -> Option<String> {
-    let head: String = text.chars().take(4000).collect::<String>().to_ascii_lowercase();
+    let head: String = text
+        .chars()
+        .take(4000)
+        .collect::<String>()
+        .to_ascii_lowercase();
     let known = [
         ("apache license", "apache-2.0"),
         ("mit license", "mit"),
@@ -38,7 +45,10 @@ pub fn licence_of_text(text: &str) -> Option<String> {
         ("bsd 3-clause", "bsd-3-clause"),
         ("gnu general public license", "gpl-3.0"),
     ];
-    known.iter().find(|(needle, _)| head.contains(needle)).map(|(_, id)| (*id).to_owned())
+    known
+        .iter()
+        .find(|(needle, _)| head.contains(needle))
+        .map(|(_, id)| (*id).to_owned())
 }
 
 #[cfg(test)]
@@ -47,11 +57,26 @@ mod tests {
 
     #[test]
     fn model_cards() {
-        assert_eq!(licence_of_model_card("---\nlanguage: en\nlicense: Apache-2.0\n---\n# x"), Some("apache-2.0".into()));
-        assert_eq!(licence_of_model_card("---\nlicense: \"mit\"\n---\n"), Some("mit".into()));
-        assert_eq!(licence_of_model_card("# no front matter\nlicense: mit\n"), None);
-        assert_eq!(licence_of_model_card("---\ntags: []\n---\nlicense: mit"), None);
-        assert_eq!(licence_of_text("MIT License\n\nCopyright"), Some("mit".into()));
+        assert_eq!(
+            licence_of_model_card("---\nlanguage: en\nlicense: Apache-2.0\n---\n# x"),
+            Some("apache-2.0".into())
+        );
+        assert_eq!(
+            licence_of_model_card("---\nlicense: \"mit\"\n---\n"),
+            Some("mit".into())
+        );
+        assert_eq!(
+            licence_of_model_card("# no front matter\nlicense: mit\n"),
+            None
+        );
+        assert_eq!(
+            licence_of_model_card("---\ntags: []\n---\nlicense: mit"),
+            None
+        );
+        assert_eq!(
+            licence_of_text("MIT License\n\nCopyright"),
+            Some("mit".into())
+        );
         assert_eq!(licence_of_text("whatever"), None);
     }
 }

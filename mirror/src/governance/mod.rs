@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use signing::{
-    ApprovalId, ApprovalRecord, AuditEvent, AuditLog, KeyPair, PublicKey, RevocationRecord, SignedApproval,
-    SignedRevocation, Source, Timestamp,
+    ApprovalId, ApprovalRecord, AuditEvent, AuditLog, KeyPair, PublicKey, RevocationRecord,
+    SignedApproval, SignedRevocation, Source, Timestamp,
 };
 
 use crate::config::{Config, Secret};
@@ -120,7 +120,12 @@ impl Governance {
             index: RwLock::new(Index::default()),
             audit,
             store,
-            licenses: cfg.policy.licenses.iter().map(|l| l.to_ascii_lowercase()).collect(),
+            licenses: cfg
+                .policy
+                .licenses
+                .iter()
+                .map(|l| l.to_ascii_lowercase())
+                .collect(),
             public_url,
             admin_token: cfg.governance.admin_token.clone(),
             prefetch_requests: cfg.governance.prefetch_requests.unwrap_or(true),
@@ -133,7 +138,8 @@ impl Governance {
     /// (Re)loads every record in `approvals/`. Records that do not verify are rejected loudly
     /// (logged, listed by the admin API) and cover nothing.
     pub fn reload(&self) -> Result<(usize, usize), MirrorError> {
-        let (approvals, bad) = signing::load_dir(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+        let (approvals, bad) =
+            signing::load_dir(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
         let (revocations, bad_rev) =
             signing::load_revocations(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
         let mut index = Index::default();
@@ -152,13 +158,24 @@ impl Governance {
             let id = match signed.id() {
                 Ok(id) => id,
                 Err(e) => {
-                    index.rejected.push((self.approvals_dir.clone(), e.to_string()));
+                    index
+                        .rejected
+                        .push((self.approvals_dir.clone(), e.to_string()));
                     continue;
                 }
             };
             let key = (record.source, record.name.to_ascii_lowercase());
-            let approval = Approval { revoked: revoked.get(id.as_str()).cloned(), id, signed, record };
-            index.by_name.entry(key).or_default().push(Arc::new(approval));
+            let approval = Approval {
+                revoked: revoked.get(id.as_str()).cloned(),
+                id,
+                signed,
+                record,
+            };
+            index
+                .by_name
+                .entry(key)
+                .or_default()
+                .push(Arc::new(approval));
         }
         let rejected = index.rejected.len();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
@@ -187,16 +204,28 @@ impl Governance {
             })
             .collect();
         // The newest usable approval for the asked version or name wins.
-        if let Some(a) = matching.iter().copied().filter(usable).max_by_key(|a| a.record.approved_at) {
+        if let Some(a) = matching
+            .iter()
+            .copied()
+            .filter(usable)
+            .max_by_key(|a| a.record.approved_at)
+        {
             return Verdict::Approved(a.clone());
         }
         // Asking for `main`/`latest` when approvals name no branch: the newest usable approval.
         if !asked_is_version && matching.is_empty() && matches!(asked, "main" | "latest") {
-            if let Some(a) = all.iter().filter(usable).max_by_key(|a| a.record.approved_at) {
+            if let Some(a) = all
+                .iter()
+                .filter(usable)
+                .max_by_key(|a| a.record.approved_at)
+            {
                 return Verdict::Approved(a.clone());
             }
         }
-        let newest = matching.iter().copied().max_by_key(|a| a.record.approved_at);
+        let newest = matching
+            .iter()
+            .copied()
+            .max_by_key(|a| a.record.approved_at);
         Verdict::Refused(match newest {
             Some(a) => match &a.revoked {
                 Some(r) => Refusal::Revoked {
@@ -205,7 +234,10 @@ impl Governance {
                     by: r.revoked_by.clone(),
                     reason: r.reason.clone(),
                 },
-                None => Refusal::Expired { name: name.to_owned(), approval: a.id.to_string() },
+                None => Refusal::Expired {
+                    name: name.to_owned(),
+                    approval: a.id.to_string(),
+                },
             },
             None => {
                 let approved: Vec<String> = all
@@ -217,7 +249,11 @@ impl Governance {
                     })
                     .collect();
                 // Every approval revoked: say so, with the newest revocation's reason.
-                match all.iter().filter(|a| a.revoked.is_some()).max_by_key(|a| a.record.approved_at) {
+                match all
+                    .iter()
+                    .filter(|a| a.revoked.is_some())
+                    .max_by_key(|a| a.record.approved_at)
+                {
                     Some(a) if approved.is_empty() => {
                         let r = a.revoked.as_ref();
                         Refusal::Revoked {
@@ -230,7 +266,11 @@ impl Governance {
                     _ => Refusal::RevisionNotApproved {
                         name: name.to_owned(),
                         asked: asked.to_owned(),
-                        approved: if approved.is_empty() { "none".into() } else { approved.join(", ") },
+                        approved: if approved.is_empty() {
+                            "none".into()
+                        } else {
+                            approved.join(", ")
+                        },
                     },
                 }
             }
@@ -246,27 +286,37 @@ impl Governance {
         };
         let now = now();
         let pins = |a: &&Arc<Approval>| {
-            a.record.files.iter().any(|f| f.sha256 == *digest) || a.record.revision == digest.to_string()
+            a.record.files.iter().any(|f| f.sha256 == *digest)
+                || a.record.revision == digest.to_string()
         };
-        if let Some(a) = all.iter().filter(pins).find(|a| a.revoked.is_none() && !a.record.is_expired(now)) {
+        if let Some(a) = all
+            .iter()
+            .filter(pins)
+            .find(|a| a.revoked.is_none() && !a.record.is_expired(now))
+        {
             return Verdict::Approved(a.clone());
         }
-        Verdict::Refused(match all.iter().filter(pins).max_by_key(|a| a.record.approved_at) {
-            Some(a) => match &a.revoked {
-                Some(r) => Refusal::Revoked {
-                    name: name.to_owned(),
-                    approval: a.id.to_string(),
-                    by: r.revoked_by.clone(),
-                    reason: r.reason.clone(),
+        Verdict::Refused(
+            match all.iter().filter(pins).max_by_key(|a| a.record.approved_at) {
+                Some(a) => match &a.revoked {
+                    Some(r) => Refusal::Revoked {
+                        name: name.to_owned(),
+                        approval: a.id.to_string(),
+                        by: r.revoked_by.clone(),
+                        reason: r.reason.clone(),
+                    },
+                    None => Refusal::Expired {
+                        name: name.to_owned(),
+                        approval: a.id.to_string(),
+                    },
                 },
-                None => Refusal::Expired { name: name.to_owned(), approval: a.id.to_string() },
+                None => Refusal::RevisionNotApproved {
+                    name: name.to_owned(),
+                    asked: digest.to_string(),
+                    approved: "no approved manifest lists this blob".into(),
+                },
             },
-            None => Refusal::RevisionNotApproved {
-                name: name.to_owned(),
-                asked: digest.to_string(),
-                approved: "no approved manifest lists this blob".into(),
-            },
-        })
+        )
     }
 
     /// Names with at least one usable approval (for typosquat checks).
@@ -315,14 +365,19 @@ impl Governance {
 
     /// Whether `license` may be approved without an override.
     pub fn licence_allowed(&self, license: Option<&str>) -> bool {
-        self.licenses.is_empty() || license.is_some_and(|l| self.licenses.contains(&l.to_ascii_lowercase()))
+        self.licenses.is_empty()
+            || license.is_some_and(|l| self.licenses.contains(&l.to_ascii_lowercase()))
     }
 
     /// Verifies a signed approval sent by an admin, writes it to `approvals/` and makes it
     /// effective. Records a licence outside the allowed list only with `license_override`.
     pub fn add_approval(&self, json: &[u8]) -> Result<ApprovalId, GovError> {
-        let signed = SignedApproval::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
-        let record = signed.verify(&self.trusted).map_err(|e| GovError::Rejected(e.to_string()))?.clone();
+        let signed =
+            SignedApproval::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
+        let record = signed
+            .verify(&self.trusted)
+            .map_err(|e| GovError::Rejected(e.to_string()))?
+            .clone();
         if !record.license_override && !self.licence_allowed(record.license.as_deref()) {
             return Err(GovError::Rejected(format!(
                 "licence {} is not in [policy] licenses; approve with a licence override",
@@ -330,7 +385,9 @@ impl Governance {
             )));
         }
         let id = signed.id().map_err(|e| GovError::Rejected(e.to_string()))?;
-        signed.write_to_dir(&self.approvals_dir).map_err(|e| GovError::Rejected(e.to_string()))?;
+        signed
+            .write_to_dir(&self.approvals_dir)
+            .map_err(|e| GovError::Rejected(e.to_string()))?;
         self.reload()?;
         self.audit(AuditEvent::Approval {
             approval: id.clone(),
@@ -345,16 +402,26 @@ impl Governance {
 
     /// Verifies a signed revocation, writes it and makes it effective at once.
     pub fn add_revocation(&self, json: &[u8]) -> Result<ApprovalId, GovError> {
-        let signed = SignedRevocation::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
-        let record = signed.verify(&self.trusted).map_err(|e| GovError::Rejected(e.to_string()))?.clone();
+        let signed =
+            SignedRevocation::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
+        let record = signed
+            .verify(&self.trusted)
+            .map_err(|e| GovError::Rejected(e.to_string()))?
+            .clone();
         let known = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            index.by_name.values().flatten().any(|a| a.id == record.approval)
+            index
+                .by_name
+                .values()
+                .flatten()
+                .any(|a| a.id == record.approval)
         };
         if !known {
             return Err(GovError::NotFound(format!("approval {}", record.approval)));
         }
-        signed.write_to_dir(&self.approvals_dir).map_err(|e| GovError::Rejected(e.to_string()))?;
+        signed
+            .write_to_dir(&self.approvals_dir)
+            .map_err(|e| GovError::Rejected(e.to_string()))?;
         self.reload()?;
         self.audit(AuditEvent::Revocation {
             approval: record.approval.clone(),
@@ -392,7 +459,9 @@ fn mirror_key(data_dir: &Path) -> Result<KeyPair, MirrorError> {
     std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
     let key = KeyPair::generate().map_err(signing_err)?;
     key.write_private(&path).map_err(signing_err)?;
-    key.public().write(&data_dir.join("mirror.pub")).map_err(signing_err)?;
+    key.public()
+        .write(&data_dir.join("mirror.pub"))
+        .map_err(signing_err)?;
     tracing::info!(key = %key.public().id(), "generated the mirror's audit-log key");
     Ok(key)
 }

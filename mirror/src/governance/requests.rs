@@ -122,7 +122,13 @@ impl Governance {
     /// Records that `client` asked for an unapproved `name` at `revision`, and returns the refusal
     /// the client gets (pointing at the request, or carrying the denial) and whether the request
     /// is new (the caller then starts the background fetch).
-    pub fn request(&self, source: Source, name: &str, revision: &str, client: &str) -> Result<(Refusal, Option<RequestRecord>), MirrorError> {
+    pub fn request(
+        &self,
+        source: Source,
+        name: &str,
+        revision: &str,
+        client: &str,
+    ) -> Result<(Refusal, Option<RequestRecord>), MirrorError> {
         let id = request_id(source, name, revision);
         let now = now();
         let existing: Option<RequestRecord> = Store::get(&self.store.requests, &key(&id))?;
@@ -167,15 +173,24 @@ impl Governance {
             },
             _ => Refusal::NotApproved {
                 name: name.to_owned(),
-                request: Some(RequestNote { url: format!("{}/admin/requests/{id}", self.public_url), id }),
+                request: Some(RequestNote {
+                    url: format!("{}/admin/requests/{id}", self.public_url),
+                    id,
+                }),
             },
         };
         Ok((refusal, is_new.then_some(rec)))
     }
 
     /// Attaches the background fetch's outcome to a request.
-    pub fn attach_report(&self, id: &str, report: Result<Prepared, String>) -> Result<(), MirrorError> {
-        let Some(mut rec) = Store::get::<RequestRecord>(&self.store.requests, &key(id))? else { return Ok(()) };
+    pub fn attach_report(
+        &self,
+        id: &str,
+        report: Result<Prepared, String>,
+    ) -> Result<(), MirrorError> {
+        let Some(mut rec) = Store::get::<RequestRecord>(&self.store.requests, &key(id))? else {
+            return Ok(());
+        };
         match report {
             Ok(p) => {
                 rec.report = Some(p);
@@ -196,9 +211,11 @@ impl Governance {
         let mut out = Vec::new();
         for item in self.store.requests.iter() {
             let (k, v) = item?;
-            out.push(serde_json::from_slice::<RequestRecord>(&v).map_err(|e| MirrorError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                detail: e.to_string(),
+            out.push(serde_json::from_slice::<RequestRecord>(&v).map_err(|e| {
+                MirrorError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    detail: e.to_string(),
+                }
             })?);
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
@@ -206,8 +223,15 @@ impl Governance {
     }
 
     /// Denies a request; clients asking for it again see the reason.
-    pub fn deny_request(&self, id: &str, reason: &str, by: &str) -> Result<RequestRecord, GovError> {
-        let mut rec = self.get_request(id)?.ok_or_else(|| GovError::NotFound(format!("request {id}")))?;
+    pub fn deny_request(
+        &self,
+        id: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<RequestRecord, GovError> {
+        let mut rec = self
+            .get_request(id)?
+            .ok_or_else(|| GovError::NotFound(format!("request {id}")))?;
         rec.status = RequestStatus::Denied;
         rec.reason = Some(reason.to_owned());
         rec.by = Some(by.to_owned());
@@ -222,9 +246,14 @@ impl Governance {
     }
 
     /// Marks pending requests that `record` now covers as approved.
-    pub(super) fn close_requests(&self, record: &ApprovalRecord, id: &ApprovalId) -> Result<(), MirrorError> {
+    pub(super) fn close_requests(
+        &self,
+        record: &ApprovalRecord,
+        id: &ApprovalId,
+    ) -> Result<(), MirrorError> {
         for mut rec in self.list_requests()? {
-            let same_name = rec.source == record.source && rec.name.eq_ignore_ascii_case(&record.name);
+            let same_name =
+                rec.source == record.source && rec.name.eq_ignore_ascii_case(&record.name);
             let same_version = rec.revision.eq_ignore_ascii_case(&record.revision)
                 || record.revision_name.as_deref() == Some(rec.revision.as_str());
             if same_name && same_version && rec.status != RequestStatus::Approved {

@@ -15,7 +15,10 @@ use crate::refusal::Refusal;
 pub(crate) enum Admit {
     /// Serve, at `pin` if given (a 40-hex commit or a manifest digest), under `approval` if one
     /// decides.
-    Allowed { pin: Option<String>, approval: Option<Arc<Approval>> },
+    Allowed {
+        pin: Option<String>,
+        approval: Option<Arc<Approval>>,
+    },
     /// Refused.
     Refused(Refusal),
 }
@@ -34,11 +37,19 @@ impl Mirror {
     ) -> Result<Admit, MirrorError> {
         let refusal = match self.gov.decide(source, name, asked) {
             Verdict::Approved(a) => {
-                return Ok(Admit::Allowed { pin: Some(a.record.revision.clone()), approval: Some(a) })
+                return Ok(Admit::Allowed {
+                    pin: Some(a.record.revision.clone()),
+                    approval: Some(a),
+                })
             }
             Verdict::Refused(r) => r,
             Verdict::NoApprovals => match config() {
-                Ok(pin) => return Ok(Admit::Allowed { pin, approval: None }),
+                Ok(pin) => {
+                    return Ok(Admit::Allowed {
+                        pin,
+                        approval: None,
+                    })
+                }
                 Err(Refusal::NotApproved { .. }) => self.unapproved(source, name, asked, client)?,
                 Err(r) => r,
             },
@@ -54,14 +65,30 @@ impl Mirror {
 
     /// A name nothing approves: a typosquat is refused outright; anything else becomes (or counts
     /// towards) a review request, fetched and scanned in the background for the reviewer.
-    fn unapproved(&self, source: Source, name: &str, asked: &str, client: &str) -> Result<Refusal, MirrorError> {
+    fn unapproved(
+        &self,
+        source: Source,
+        name: &str,
+        asked: &str,
+        client: &str,
+    ) -> Result<Refusal, MirrorError> {
         let bare = name.strip_prefix("datasets/").unwrap_or(name);
         let mut approved = self.gov.approved_names(source);
-        approved.extend(self.policy.allowed_names(source == Source::Ollama).iter().cloned());
-        let approved: Vec<String> =
-            approved.iter().map(|n| n.strip_prefix("datasets/").unwrap_or(n).to_owned()).collect();
+        approved.extend(
+            self.policy
+                .allowed_names(source == Source::Ollama)
+                .iter()
+                .cloned(),
+        );
+        let approved: Vec<String> = approved
+            .iter()
+            .map(|n| n.strip_prefix("datasets/").unwrap_or(n).to_owned())
+            .collect();
         if let Some(s) = crate::typosquat::check(bare, &approved, &self.well_known) {
-            return Ok(Refusal::Typosquat { name: name.to_owned(), reason: s.reason });
+            return Ok(Refusal::Typosquat {
+                name: name.to_owned(),
+                reason: s.reason,
+            });
         }
         let (refusal, new) = self.gov.request(source, name, asked, client)?;
         if let Some(rec) = new.filter(|_| self.gov.prefetch_requests()) {

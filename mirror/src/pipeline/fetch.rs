@@ -242,7 +242,10 @@ impl FetchTask {
                 }
             })?;
             if let Some(allowed) = formats.filter(|f| !f.contains(&report.format)) {
-                let want: Vec<String> = allowed.iter().map(|f| format!("{f:?}").to_lowercase()).collect();
+                let want: Vec<String> = allowed
+                    .iter()
+                    .map(|f| format!("{f:?}").to_lowercase())
+                    .collect();
                 return Ok(Err(format!(
                     "content is {:?}, but the upstream declared {}",
                     report.format,

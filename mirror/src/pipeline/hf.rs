@@ -4,19 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admit::Admit;
 use super::fetch::{Expect, FetchTask};
 use super::{Fetched, FileState, Lookup, Mirror};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
+use crate::governance::Approval;
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::names::{HfRepo, RepoPath, Revision, RevisionName};
-use super::admit::Admit;
-use crate::governance::Approval;
 use crate::policy::Decision;
-use signing::Source;
 use crate::refusal::Refusal;
 use crate::store::{now_unix, FileRecord, Store};
 use crate::upstream::hf::{Answer, HfUpstream};
+use signing::Source;
 
 /// A resolved revision of a repository with its file listing.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Snapshot {
     /// The approval that covers it, if approvals decide for this repo: only its files, with its
     /// sha256 pins, are served.
     pub approval: Option<Arc<Approval>>,
+    /// The signature rule the repo is under, if any.
+    pub trust: Option<Arc<crate::trust::Rule>>,
 }
 
 impl Mirror {
@@ -65,6 +67,7 @@ impl Mirror {
         Ok(match snap {
             Lookup::Found(mut s) => {
                 s.approval = approval;
+                s.trust = self.trust.rule_for(repo);
                 Lookup::Found(s)
             }
             other => other,
@@ -119,6 +122,7 @@ impl Mirror {
             commit,
             manifest,
             approval: None,
+            trust: None,
         }))
     }
 
@@ -234,6 +238,23 @@ impl Mirror {
         path: &RepoPath,
         wait: Duration,
     ) -> Result<Lookup<FileState>, MirrorError> {
+        // A repo under a signature rule: nothing of a revision is served before its signature
+        // verified over the whole revision, and then only the files it covers.
+        if let Some(rule) = &snap.trust {
+            if let Some(stop) = self.signature_gate(snap, rule, path, wait).await? {
+                return Ok(stop);
+            }
+        }
+        self.file_unsigned(snap, path, wait).await
+    }
+
+    /// [`Mirror::file`] without the signature gate (approval pins still apply).
+    pub(crate) async fn file_unsigned(
+        &self,
+        snap: &Snapshot,
+        path: &RepoPath,
+        wait: Duration,
+    ) -> Result<Lookup<FileState>, MirrorError> {
         let entry = match snap.manifest.get(path.as_str()) {
             Some(e) if e.kind == EntryKind::File => e.clone(),
             _ => {
@@ -246,7 +267,11 @@ impl Mirror {
         let pinned = match &snap.approval {
             Some(a) => match a.record.file(path.as_str()) {
                 Some(f) => Some((f.sha256, f.size)),
-                None => return Ok(Lookup::EntryNotFound { commit: snap.commit }),
+                None => {
+                    return Ok(Lookup::EntryNotFound {
+                        commit: snap.commit,
+                    })
+                }
             },
             None => None,
         };
@@ -268,10 +293,19 @@ impl Mirror {
         match flight.wait(wait).await {
             Waited::Done(Fetched::Ready(rec)) => match pinned {
                 // The approval pinned other bytes than upstream now declares for this commit.
-                Some((sha, size)) if sha != rec.digest || size != rec.size => Ok(Lookup::Refused(Refusal::Verification {
-                    file: path.to_string(),
-                    reason: format!("does not match the approved sha256 {} (approval {})", sha.hex(), snap.approval.as_ref().map(|a| a.id.to_string()).unwrap_or_default()),
-                })),
+                Some((sha, size)) if sha != rec.digest || size != rec.size => {
+                    Ok(Lookup::Refused(Refusal::Verification {
+                        file: path.to_string(),
+                        reason: format!(
+                            "does not match the approved sha256 {} (approval {})",
+                            sha.hex(),
+                            snap.approval
+                                .as_ref()
+                                .map(|a| a.id.to_string())
+                                .unwrap_or_default()
+                        ),
+                    }))
+                }
                 _ => Ok(Lookup::Found(FileState::Ready(rec))),
             },
             Waited::Done(f) => Mirror::settle(f),

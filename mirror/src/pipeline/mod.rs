@@ -10,6 +10,7 @@ mod fetch;
 mod hf;
 mod ollama;
 mod prepare;
+mod signed;
 
 use std::sync::{Arc, Weak};
 
@@ -19,12 +20,12 @@ use crate::config::Config;
 use crate::error::MirrorError;
 use crate::flight::SingleFlight;
 use crate::governance::Governance;
-use crate::typosquat::WellKnown;
 use crate::manifest::Manifest;
 use crate::names::{RepoPath, Revision};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::store::{FileRecord, Store};
+use crate::typosquat::WellKnown;
 use crate::upstream::hf::{Answer, HfUpstream};
 use crate::upstream::oci::OciUpstream;
 
@@ -102,6 +103,8 @@ pub struct Mirror {
     manifest_flights: SingleFlight<MetaKey, Result<Lookup<ManifestDoc>, String>>,
     gov: Arc<Governance>,
     well_known: WellKnown,
+    trust: crate::trust::Trust,
+    signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
 }
@@ -115,10 +118,13 @@ impl Mirror {
         let policy = Policy::new(&cfg.policy)?;
         let hf = Arc::new(HfUpstream::new(&cfg.huggingface)?);
         let oci = Arc::new(OciUpstream::new(&cfg.ollama)?);
+        let trust = crate::trust::Trust::new(&cfg.trust)?;
         Ok(Arc::new_cyclic(|me| Mirror {
             store,
             gov,
             well_known: WellKnown::shipped(),
+            trust,
+            signed_flights: SingleFlight::new(rt.clone()),
             me: me.clone(),
             policy,
             hf,
@@ -146,7 +152,14 @@ impl Mirror {
         approval: Option<signing::ApprovalId>,
     ) {
         let gov = self.gov.clone();
-        let event = signing::AuditEvent::Download { client: client.to_owned(), name, revision, file, digest, approval };
+        let event = signing::AuditEvent::Download {
+            client: client.to_owned(),
+            name,
+            revision,
+            file,
+            digest,
+            approval,
+        };
         self.rt.spawn_blocking(move || gov.audit(event));
     }
 

@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use verifier::Digest;
 
+use super::admit::Admit;
 use super::fetch::{Expect, FetchTask};
 use super::{Fetched, FileState, Lookup, Mirror};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
-use crate::names::{OllamaName, Reference, Tag};
-use super::admit::Admit;
 use crate::governance::Verdict;
+use crate::names::{OllamaName, Reference, Tag};
 use crate::policy::OllamaDecision;
-use signing::Source;
 use crate::refusal::Refusal;
 use crate::store::{now_unix, DriftRecord, FileRecord, LayerRecord, ManifestRecord, Store};
 use crate::upstream::oci::{ManifestAnswer, OciUpstream, MAX_MANIFEST};
+use signing::Source;
 
 /// A verified manifest, ready to serve byte for byte from the blob store.
 #[derive(Debug, Clone)]
@@ -218,7 +218,12 @@ impl Mirror {
         let key = format!("{}\0{reference}", name.index_key());
         // A result recorded by a flight that just ended counts (checked under the flight map's
         // lock), so callers arriving after it do not ask upstream again.
-        let (store, name2, ref2, ttl) = (self.store.clone(), name.clone(), reference.clone(), self.tag_ttl);
+        let (store, name2, ref2, ttl) = (
+            self.store.clone(),
+            name.clone(),
+            reference.clone(),
+            self.tag_ttl,
+        );
         let settled = move || {
             let digest = match &ref2 {
                 Reference::Digest(d) => *d,
@@ -230,17 +235,36 @@ impl Mirror {
                     r.digest
                 }
             };
-            let rec = store.get_oci_manifest(&digest).ok().flatten().filter(|_| store.has_blob(&digest))?;
-            Some(Ok(Lookup::Found(ManifestDoc { digest, content_type: rec.content_type, size: rec.size })))
+            let rec = store
+                .get_oci_manifest(&digest)
+                .ok()
+                .flatten()
+                .filter(|_| store.has_blob(&digest))?;
+            Some(Ok(Lookup::Found(ManifestDoc {
+                digest,
+                content_type: rec.content_type,
+                size: rec.size,
+            })))
         };
-        let (store, oci, name2, ref2) = (self.store.clone(), self.oci.clone(), name.clone(), reference.clone());
-        let flight = self.manifest_flights.join(key, settled, move |_| async move {
-            fetch_manifest_task(store, oci, name2, ref2, expect).await.map_err(|e| e.to_string())
-        });
+        let (store, oci, name2, ref2) = (
+            self.store.clone(),
+            self.oci.clone(),
+            name.clone(),
+            reference.clone(),
+        );
+        let flight = self
+            .manifest_flights
+            .join(key, settled, move |_| async move {
+                fetch_manifest_task(store, oci, name2, ref2, expect)
+                    .await
+                    .map_err(|e| e.to_string())
+            });
         match flight.wait(Duration::from_secs(60)).await {
             Waited::Done(Ok(l)) => Ok(l),
             Waited::Done(Err(e)) => Err(MirrorError::Upstream(e)),
-            Waited::Running { .. } => Err(MirrorError::Upstream("manifest request timed out".into())),
+            Waited::Running { .. } => {
+                Err(MirrorError::Upstream("manifest request timed out".into()))
+            }
             Waited::Lost => Err(MirrorError::Task("manifest task failed".into())),
         }
     }
@@ -310,7 +334,10 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        match self.gov.blob_verdict(Source::Ollama, &name.to_string(), digest) {
+        match self
+            .gov
+            .blob_verdict(Source::Ollama, &name.to_string(), digest)
+        {
             Verdict::Approved(_) => {}
             Verdict::Refused(r) => return Ok(Lookup::Refused(r)),
             Verdict::NoApprovals if self.policy.ollama_name_allowed(name) => {}
@@ -424,10 +451,16 @@ async fn fetch_manifest_task(
     expect: Option<Digest>,
 ) -> Result<Lookup<ManifestDoc>, MirrorError> {
     let (bytes, upstream_type) = match oci.manifest(&name, &reference).await? {
-        ManifestAnswer::Found { bytes, content_type } => (bytes, content_type),
+        ManifestAnswer::Found {
+            bytes,
+            content_type,
+        } => (bytes, content_type),
         ManifestAnswer::NotFound(m) => return Ok(Lookup::RepoNotFound(m)),
         ManifestAnswer::Denied(m) => {
-            return Ok(Lookup::Refused(Refusal::UpstreamDenied { name: name.to_string(), detail: m }))
+            return Ok(Lookup::Refused(Refusal::UpstreamDenied {
+                name: name.to_string(),
+                detail: m,
+            }))
         }
     };
     let digest = Digest::of(&bytes);
@@ -441,7 +474,12 @@ async fn fetch_manifest_task(
     }
     let media_type = match parse_manifest(&bytes) {
         Ok(_) => manifest_media_type(&bytes),
-        Err(reason) => return Ok(Lookup::Refused(Refusal::Verification { file: label, reason })),
+        Err(reason) => {
+            return Ok(Lookup::Refused(Refusal::Verification {
+                file: label,
+                reason,
+            }))
+        }
     };
     // Serve the type the manifest declares, not whatever the upstream's header said
     // (registry.ollama.ai says text/plain): OCI clients dispatch on it.
@@ -453,7 +491,10 @@ async fn fetch_manifest_task(
         }
     });
     let size = bytes.len() as u64;
-    let rec = ManifestRecord { content_type: content_type.clone(), size };
+    let rec = ManifestRecord {
+        content_type: content_type.clone(),
+        size,
+    };
     tokio::task::spawn_blocking(move || {
         store.write_blob(&bytes)?;
         store.put_oci_manifest(&digest, &rec)?;
@@ -464,7 +505,11 @@ async fn fetch_manifest_task(
     })
     .await
     .map_err(|e| MirrorError::Task(e.to_string()))??;
-    Ok(Lookup::Found(ManifestDoc { digest, content_type, size }))
+    Ok(Lookup::Found(ManifestDoc {
+        digest,
+        content_type,
+        size,
+    }))
 }
 
 /// The `mediaType` a manifest declares, if any.

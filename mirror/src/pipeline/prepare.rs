@@ -10,7 +10,9 @@ use futures_util::StreamExt;
 use signing::Source;
 
 use super::{FileState, Lookup, Mirror};
-use crate::governance::{licence_of_model_card, licence_of_text, Prepared, PreparedFile, RefusedFile};
+use crate::governance::{
+    licence_of_model_card, licence_of_text, Prepared, PreparedFile, RefusedFile,
+};
 use crate::names::{HfRepo, OllamaName, Reference, RepoId, RepoKind, RevisionName};
 
 /// How long one file may take to fetch and check while preparing.
@@ -33,14 +35,26 @@ impl Mirror {
         }
     }
 
-    async fn prepare_hf(&self, name: &str, revision: &str, max_bytes: Option<u64>) -> Result<Prepared, String> {
+    async fn prepare_hf(
+        &self,
+        name: &str,
+        revision: &str,
+        max_bytes: Option<u64>,
+    ) -> Result<Prepared, String> {
         let (kind, id) = match name.strip_prefix("datasets/") {
             Some(rest) => (RepoKind::Dataset, rest),
             None => (RepoKind::Model, name),
         };
-        let repo = HfRepo { kind, id: RepoId::parse(id).map_err(|e| e.to_string())? };
+        let repo = HfRepo {
+            kind,
+            id: RepoId::parse(id).map_err(|e| e.to_string())?,
+        };
         let rev = RevisionName::parse(revision).map_err(|e| e.to_string())?;
-        let snap = match self.resolve_snapshot(&repo, &rev, None).await.map_err(|e| e.to_string())? {
+        let snap = match self
+            .resolve_snapshot(&repo, &rev, None)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Lookup::Found(s) => s,
             Lookup::Refused(r) => return Err(r.to_string()),
             Lookup::RepoNotFound(m) => return Err(format!("repository not found upstream: {m}")),
@@ -73,17 +87,32 @@ impl Mirror {
                 Ok(Lookup::Found(FileState::Ready(rec))) => {
                     if path.as_str().eq_ignore_ascii_case("README.md") && rec.size < (1 << 20) {
                         let (store, d) = (self.store.clone(), rec.digest);
-                        if let Ok(bytes) = self.blocking(move || store.read_small_blob(&d, 1 << 20)).await {
-                            prepared.license = licence_of_model_card(&String::from_utf8_lossy(&bytes));
+                        if let Ok(bytes) = self
+                            .blocking(move || store.read_small_blob(&d, 1 << 20))
+                            .await
+                        {
+                            prepared.license =
+                                licence_of_model_card(&String::from_utf8_lossy(&bytes));
                         }
                     }
-                    prepared.files.push(PreparedFile { path: path.to_string(), sha256: rec.digest, size: rec.size });
+                    prepared.files.push(PreparedFile {
+                        path: path.to_string(),
+                        sha256: rec.digest,
+                        size: rec.size,
+                    });
                 }
-                Ok(Lookup::Refused(r)) => {
-                    prepared.refused.push(RefusedFile { file: path.to_string(), reason: r.to_string() })
-                }
-                Ok(_) => prepared.refused.push(RefusedFile { file: path.to_string(), reason: "not fetched in time".into() }),
-                Err(e) => prepared.refused.push(RefusedFile { file: path.to_string(), reason: e.to_string() }),
+                Ok(Lookup::Refused(r)) => prepared.refused.push(RefusedFile {
+                    file: path.to_string(),
+                    reason: r.to_string(),
+                }),
+                Ok(_) => prepared.refused.push(RefusedFile {
+                    file: path.to_string(),
+                    reason: "not fetched in time".into(),
+                }),
+                Err(e) => prepared.refused.push(RefusedFile {
+                    file: path.to_string(),
+                    reason: e.to_string(),
+                }),
             }
         }
         prepared.files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -91,11 +120,20 @@ impl Mirror {
         Ok(prepared)
     }
 
-    async fn prepare_ollama(&self, name: &str, revision: &str, max_bytes: Option<u64>) -> Result<Prepared, String> {
+    async fn prepare_ollama(
+        &self,
+        name: &str,
+        revision: &str,
+        max_bytes: Option<u64>,
+    ) -> Result<Prepared, String> {
         let (ns, model) = name.split_once('/').ok_or("expected namespace/model")?;
         let name = OllamaName::new(ns, model).map_err(|e| e.to_string())?;
         let reference = Reference::parse(revision).map_err(|e| e.to_string())?;
-        let doc = match self.fetch_manifest_unchecked(&name, &reference).await.map_err(|e| e.to_string())? {
+        let doc = match self
+            .fetch_manifest_unchecked(&name, &reference)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Lookup::Found(d) => d,
             Lookup::Refused(r) => return Err(r.to_string()),
             _ => return Err(format!("{name}:{reference} not found upstream")),
@@ -105,9 +143,15 @@ impl Mirror {
             .blocking(move || store.read_small_blob(&d, crate::upstream::oci::MAX_MANIFEST as u64))
             .await
             .map_err(|e| e.to_string())?;
-        let total: u64 = super::manifest_layers(&bytes)?.iter().map(|(_, l)| l.size).sum();
+        let total: u64 = super::manifest_layers(&bytes)?
+            .iter()
+            .map(|(_, l)| l.size)
+            .sum();
         check_size(total, max_bytes)?;
-        let layers = self.record_layers(&name, &doc).await.map_err(|e| e.to_string())?;
+        let layers = self
+            .record_layers(&name, &doc)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut prepared = Prepared {
             source: Source::Ollama,
             name: name.to_string(),
@@ -122,23 +166,50 @@ impl Mirror {
             refused: Vec::new(),
         };
         for (digest, layer) in layers {
-            let label = if layer.media_type.is_empty() { digest.to_string() } else { format!("{} {digest}", layer.media_type) };
-            match self.ollama_blob_unchecked(&name, &digest, FILE_BUDGET).await {
+            let label = if layer.media_type.is_empty() {
+                digest.to_string()
+            } else {
+                format!("{} {digest}", layer.media_type)
+            };
+            match self
+                .ollama_blob_unchecked(&name, &digest, FILE_BUDGET)
+                .await
+            {
                 Ok(Lookup::Found(info)) => match info.state {
                     FileState::Ready(rec) => {
                         if layer.media_type.ends_with(".license") && rec.size < (1 << 20) {
                             let (store, d) = (self.store.clone(), rec.digest);
-                            if let Ok(bytes) = self.blocking(move || store.read_small_blob(&d, 1 << 20)).await {
-                                prepared.license = licence_of_text(&String::from_utf8_lossy(&bytes));
+                            if let Ok(bytes) = self
+                                .blocking(move || store.read_small_blob(&d, 1 << 20))
+                                .await
+                            {
+                                prepared.license =
+                                    licence_of_text(&String::from_utf8_lossy(&bytes));
                             }
                         }
-                        prepared.files.push(PreparedFile { path: label, sha256: rec.digest, size: rec.size });
+                        prepared.files.push(PreparedFile {
+                            path: label,
+                            sha256: rec.digest,
+                            size: rec.size,
+                        });
                     }
-                    FileState::Pending { .. } => prepared.refused.push(RefusedFile { file: label, reason: "not fetched in time".into() }),
+                    FileState::Pending { .. } => prepared.refused.push(RefusedFile {
+                        file: label,
+                        reason: "not fetched in time".into(),
+                    }),
                 },
-                Ok(Lookup::Refused(r)) => prepared.refused.push(RefusedFile { file: label, reason: r.to_string() }),
-                Ok(_) => prepared.refused.push(RefusedFile { file: label, reason: "unknown blob".into() }),
-                Err(e) => prepared.refused.push(RefusedFile { file: label, reason: e.to_string() }),
+                Ok(Lookup::Refused(r)) => prepared.refused.push(RefusedFile {
+                    file: label,
+                    reason: r.to_string(),
+                }),
+                Ok(_) => prepared.refused.push(RefusedFile {
+                    file: label,
+                    reason: "unknown blob".into(),
+                }),
+                Err(e) => prepared.refused.push(RefusedFile {
+                    file: label,
+                    reason: e.to_string(),
+                }),
             }
         }
         prepared.files.sort_by(|a, b| a.path.cmp(&b.path));

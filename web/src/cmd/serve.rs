@@ -41,8 +41,15 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   token_file = \"/run/secrets/ollama-token\"           upstream bearer token (or token = \"...\")
   blob_url = \"http://blobs.airlock.example:8080\"     where blob GETs redirect (another hostname)
   tag_ttl_secs = 300                                 how long a tag->manifest resolution is reused
+  [governance]
+  keys = [\"/etc/airlock/governance.pub\"]             trusted approval-signing keys
+  admin_token_file = \"/run/secrets/airlock-admin\"    enables /admin (or admin_token = \"...\")
+  public_url = \"https://airlock.example\"             shown in \"request … pending review at …\"
+  prefetch_requests = true                           fetch + scan requested versions in background
+  prefetch_max_bytes = 2147483648                    …up to this size per version
   [policy]
   mode = \"allowlist\"                                 or \"open\"
+  licenses = [\"apache-2.0\", \"mit\"]                   approvable without an override
   [[policy.allow]]
   hf = \"org/repo\"                                    or \"datasets/org/repo\", \"org/*\", \"gpt2\"
   revision = \"<40-hex commit>\"                       optional pin; the repo is served only at it
@@ -50,11 +57,17 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   ollama = \"library/llama3\"                          or \"namespace/*\"
   tag = \"8b\"                                         optional: only this tag
   manifest = \"sha256:<64 hex>\"                       optional pin of that tag's manifest
+  [[trust]]
+  match = \"nvidia/*\"                                 repos that must be signed
+  require = \"model-signing\"                          or \"pgp\" or \"none\"
+  keys = [\"nvidia.pub.pem\"]                          or cert_roots, or identity+issuer+trusted_root,
+                                                     or pgp_keys (+ signature, manifest)
 
 Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
   AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_OLLAMA_UPSTREAM, AIRLOCK_OLLAMA_REDIRECT_HOSTS,
-  AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE
+  AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE,
+  AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS
 
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).

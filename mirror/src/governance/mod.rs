@@ -36,6 +36,21 @@ pub struct Approval {
     pub revoked: Option<RevocationRecord>,
 }
 
+impl Approval {
+    /// Why this approval no longer covers anything: revoked (with who and why) or expired.
+    fn unusable(&self, name: &str) -> Refusal {
+        match &self.revoked {
+            Some(r) => Refusal::Revoked {
+                name: name.to_owned(),
+                approval: self.id.to_string(),
+                by: r.revoked_by.clone(),
+                reason: r.reason.clone(),
+            },
+            None => Refusal::Expired { name: name.to_owned(), approval: self.id.to_string() },
+        }
+    }
+}
+
 /// What the approvals say about a name and revision.
 #[derive(Debug, Clone)]
 pub enum Verdict {
@@ -227,18 +242,7 @@ impl Governance {
             .copied()
             .max_by_key(|a| a.record.approved_at);
         Verdict::Refused(match newest {
-            Some(a) => match &a.revoked {
-                Some(r) => Refusal::Revoked {
-                    name: name.to_owned(),
-                    approval: a.id.to_string(),
-                    by: r.revoked_by.clone(),
-                    reason: r.reason.clone(),
-                },
-                None => Refusal::Expired {
-                    name: name.to_owned(),
-                    approval: a.id.to_string(),
-                },
-            },
+            Some(a) => a.unusable(name),
             None => {
                 let approved: Vec<String> = all
                     .iter()
@@ -254,15 +258,7 @@ impl Governance {
                     .filter(|a| a.revoked.is_some())
                     .max_by_key(|a| a.record.approved_at)
                 {
-                    Some(a) if approved.is_empty() => {
-                        let r = a.revoked.as_ref();
-                        Refusal::Revoked {
-                            name: name.to_owned(),
-                            approval: a.id.to_string(),
-                            by: r.map(|r| r.revoked_by.clone()).unwrap_or_default(),
-                            reason: r.map(|r| r.reason.clone()).unwrap_or_default(),
-                        }
-                    }
+                    Some(a) if approved.is_empty() => a.unusable(name),
                     _ => Refusal::RevisionNotApproved {
                         name: name.to_owned(),
                         asked: asked.to_owned(),
@@ -298,18 +294,7 @@ impl Governance {
         }
         Verdict::Refused(
             match all.iter().filter(pins).max_by_key(|a| a.record.approved_at) {
-                Some(a) => match &a.revoked {
-                    Some(r) => Refusal::Revoked {
-                        name: name.to_owned(),
-                        approval: a.id.to_string(),
-                        by: r.revoked_by.clone(),
-                        reason: r.reason.clone(),
-                    },
-                    None => Refusal::Expired {
-                        name: name.to_owned(),
-                        approval: a.id.to_string(),
-                    },
-                },
+                Some(a) => a.unusable(name),
                 None => Refusal::RevisionNotApproved {
                     name: name.to_owned(),
                     asked: digest.to_string(),

@@ -165,13 +165,20 @@ pull() {
   calc "$(date +%s.%N) - $t0"
 }
 
-log "warm: the ollama pattern, Airlock vs docker-registry (x$RUNS, alternating)"
+log "warm: the ollama pattern, Airlock vs docker-registry (x$RUNS, alternating which goes first)"
 a_t=() r_t=() A_CPU=0 R_CPU=0
-for r in $(seq "$RUNS"); do
+run_registry() {
+  local c0 t
   c0=$(cpu_ticks "$RPID"); t=$(pull "$R_BLOB") || die "pull from docker-registry failed"
   R_CPU=$((R_CPU + $(cpu_ticks "$RPID") - c0)); r_t+=("$t")
+}
+run_airlock() {
+  local c0 t
   c0=$(cpu_ticks "$APID"); t=$(pull "$A_BLOB") || die "pull through Airlock failed"
   A_CPU=$((A_CPU + $(cpu_ticks "$APID") - c0)); a_t+=("$t")
+}
+for r in $(seq "$RUNS"); do
+  if [ $((r % 2)) = 1 ]; then run_registry; run_airlock; else run_airlock; run_registry; fi
 done
 PARTS=$(ls "$DIR"/part-* | wc -l)
 A=$(printf '%s\n' "${a_t[@]}" | median)

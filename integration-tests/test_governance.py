@@ -8,11 +8,14 @@ their own. Repos are added to the shared fake Hub here (under names no other tes
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,12 @@ def repo_files(seed: str, licence: str = "apache-2.0") -> dict:
     }
 
 
+class _Evil:
+    """Unpickling this runs a shell command: what a scanner must refuse."""
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
 # Upstream repos of this module. The typosquat targets are approved in the fixture; the rest start unapproved.
 REPOS = {
     "govacme/tiny": repo_files("tiny"),
@@ -47,7 +56,11 @@ REPOS = {
     "govacme/changedpin": repo_files("changedpin"),
     "govacme/otherlic": repo_files("otherlic", licence="other"),
     "govacme/revokeme": repo_files("revokeme"),
+    "govacme/revokecached": repo_files("revokecached"),
     "govacme/partial": repo_files("partial"),
+    "govacme/expiring": repo_files("expiring"),
+    "govacme/prefetch": repo_files("prefetch"),
+    "govacme/evilpickle": {**repo_files("evilpickle"), "pytorch_model.bin": pickle.dumps(_Evil(), protocol=2)},
     "EleutherAI/gpt-j-6b": repo_files("gptj"),
     "Qwen/Qwen3.5-7B": repo_files("qwen"),
     "meta-llama/Llama-3.1-8B": repo_files("llama"),
@@ -183,7 +196,7 @@ def test_unapproved_is_not_found_with_request_id_then_cli_approval_serves_it(gov
     assert record["revision_name"] == "main" and record["approved_by"] == "model-governance"
     hub_files = REPOS["govacme/tiny"]
     assert {f["path"]: f["sha256"] for f in record["files"]} == {
-        k: sha256(v if isinstance(v, bytes) else v.encode()) for k, v in hub_files.items()}
+        k: "sha256:" + sha256(v if isinstance(v, bytes) else v.encode()) for k, v in hub_files.items()}
     assert record["license"] == "apache-2.0" and record["license_override"] is False
 
     got = expect_ok(download(gov, tmp_path / "home2", "govacme/tiny", "model.safetensors"), gov.airlock)
@@ -234,7 +247,85 @@ def test_files_glob_limits_the_approval(gov, tmp_path):
     assert not out["ok"], "a file outside the approval was served"
 
 
+def utc_in(seconds: float) -> str:
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_expired_approval_stops_serving(gov, tmp_path):
+    # An expiry in the past cannot be signed at all.
+    p = cli(gov, "approve", "hf", "govacme/expiring", *signer(gov), "--expires", "2020-01-01T00:00:00Z")
+    assert p.returncode == 2 and "expires_at" in p.stderr, p.stderr
+    p = cli(gov, "approve", "hf", "govacme/expiring", *signer(gov), "--expires", "tomorrow")
+    assert p.returncode == 2 and "--expires" in p.stderr, p.stderr
+
+    lifetime = 10
+    expires = utc_in(lifetime)
+    appr = approve(gov, "govacme/expiring", "--expires", expires)
+    expect_ok(download(gov, tmp_path / "h", "govacme/expiring"), gov.airlock)
+    deadline = datetime.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    time.sleep(max(0.0, (deadline - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 1.5)
+    out = download(gov, tmp_path / "h2", "govacme/expiring")
+    assert not out["ok"], f"served after expiry: {out}"
+    assert "expired" in out["message"] and appr in out["message"], out["message"]
+
+
+def test_version_with_a_refused_file_cannot_be_approved(gov, tmp_path):
+    st, prepared = admin(gov.airlock, "POST", "/admin/prepare",
+                         {"source": "hf", "name": "govacme/evilpickle", "revision": "main"})
+    assert st == 200, prepared
+    assert [r["file"] for r in prepared["refused"]] == ["pytorch_model.bin"], prepared
+    p = cli(gov, "approve", "hf", "govacme/evilpickle", *signer(gov), "--out", str(tmp_path))
+    assert p.returncode == 1 and "pytorch_model.bin" in p.stderr, p.stdout + p.stderr
+    assert not list(tmp_path.glob("appr-*.json")), "a refused version got a record file"
+    out = download(gov, tmp_path / "h", "govacme/evilpickle")
+    assert not out["ok"], out
+
+
+def test_prefetched_request_carries_the_scan_report(gov, fake_hub, tmp_path):
+    policy = f"""
+[policy]
+licenses = ["apache-2.0"]
+[governance]
+keys = [{toml_str(str(gov.pub))}]
+admin_token = {toml_str(TOKEN)}
+prefetch_requests = true
+"""
+    a = start_airlock(tmp_path / "prefetching", fake_hub, policy=policy)
+    try:
+        out = hf_call(a, tmp_path / "h", {"op": "download", "repo": "govacme/prefetch", "filename": "config.json"})
+        m = REQ_ID.search(out.get("message", ""))
+        assert not out["ok"] and m, out
+        req = m.group(0)
+        deadline = time.monotonic() + 60
+        while True:
+            shown = json.loads(ok(cli(a.url, "requests", "show", req)).stdout)
+            if shown.get("report") or shown.get("report_error") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        report = shown.get("report")
+        assert report, f"no report after 60 s: {shown}"
+        assert report["revision"] == fake_hub.sha("govacme/prefetch") and report["refused"] == []
+        assert report["license"] == "apache-2.0" and report["license_allowed"] is True
+        files = {f["path"]: f["sha256"] for f in report["files"]}
+        assert files["model.safetensors"] == "sha256:" + sha256(REPOS["govacme/prefetch"]["model.safetensors"])
+        assert "127.0.0.1" in " ".join(shown["clients"]) and shown["count"] >= 1
+        ok(cli(a.url, "requests", "approve", req, *signer(gov)))
+        expect_ok(hf_call(a, tmp_path / "h2", {"op": "download", "repo": "govacme/prefetch",
+                                               "filename": "model.safetensors"}), a)
+    finally:
+        a.stop()
+
+
 # ---- records that must not verify ---------------------------------------------------------------------
+def approval_id(doc: dict) -> str:
+    """What signing::ApprovalRecord::id computes: `appr-` + 12 hex of sha256("airlock-approval-v1\\n" + the
+    canonical JSON (sorted keys, no whitespace) of the record without its envelope fields)."""
+    record = {k: v for k, v in doc.items() if k not in ("format", "signature", "signed_by", "id")}
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "appr-" + sha256(b"airlock-approval-v1\n" + body)[:12]
+
+
 def rejected_paths(gov: Gov) -> list[str]:
     st, body = admin(gov.airlock, "GET", "/admin/approvals")
     assert st == 200, body
@@ -254,7 +345,7 @@ def test_record_signed_by_unknown_key_is_rejected(gov, tmp_path):
     appr = APPR_ID.search(p.stdout).group(0)
     record = tmp_path / f"{appr}.json"
     st, body = admin(gov.airlock, "POST", "/admin/approvals", record.read_bytes())
-    assert st == 400 and "error" in body, body
+    assert st == 400 and "not a trusted governance key" in body["error"], body
     # Through the CLI: refused (exit 1) with the server's reason.
     p = cli(gov, "approvals", "import", str(tmp_path))
     assert p.returncode == 1 and "rejected" in p.stdout, p.stdout + p.stderr
@@ -272,17 +363,32 @@ def test_record_with_a_changed_pin_is_rejected(gov, tmp_path):
     doc = json.loads((signed / f"{appr}.json").read_text())
     pin = next(f for f in doc["files"] if f["path"] == "model.safetensors")
     # Pin other bytes (the sha256 of something else), keeping everything else — id and signature — as signed.
-    pin["sha256"] = sha256(b"a different model")
+    pin["sha256"] = "sha256:" + sha256(b"a different model")
     edited = tmp_path / "edited" / f"{appr}.json"
     edited.parent.mkdir()
     edited.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     st, body = admin(gov.airlock, "POST", "/admin/approvals", edited.read_bytes())
-    assert st == 400 and "error" in body, body
+    assert st == 400 and "changed" in body["error"], body
 
     drop_and_reload(gov, edited)
     assert any(path.endswith(edited.name) for path in rejected_paths(gov))
     out = download(gov, tmp_path / "h", "govacme/changedpin")
     assert not out["ok"], "a record with a changed pin covered something"
+    # The rejected file holds the record's name in approvals/ (the server will not overwrite it): move it away.
+    (gov.airlock.data_dir / "approvals" / edited.name).unlink()
+    assert admin(gov.airlock, "POST", "/admin/reload")[0] == 200
+    # A careful forger also recomputes the content-derived id: then the signature is what catches it.
+    assert approval_id(json.loads((signed / f"{appr}.json").read_text())) == appr, "id recomputation is wrong"
+    doc["id"] = approval_id(doc)
+    forged = tmp_path / "forged" / f"{doc['id']}.json"
+    forged.parent.mkdir()
+    forged.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    st, body = admin(gov.airlock, "POST", "/admin/approvals", forged.read_bytes())
+    assert st == 400 and "does not verify" in body["error"], body
+    drop_and_reload(gov, forged)
+    assert any(path.endswith(forged.name) for path in rejected_paths(gov))
+    assert not download(gov, tmp_path / "h3", "govacme/changedpin")["ok"]
+
     # The untouched record is fine: the rejection was about the edit.
     st, body = admin(gov.airlock, "POST", "/admin/approvals", (signed / f"{appr}.json").read_bytes())
     assert st == 200 and body["id"] == appr, body
@@ -309,18 +415,23 @@ def test_typosquat_refused_with_did_you_mean(gov, tmp_path, asked, meant):
 
 
 def test_cyrillic_lookalike_is_refused(gov, tmp_path):
-    """`Qwеn` with a Cyrillic е (U+0435). HF repo ids are ASCII: Airlock may refuse the name as a typosquat
-    ("did you mean Qwen/…") or as an invalid id; either way it names the problem and serves nothing."""
+    """`Qwеn` with a Cyrillic е (U+0435). HF repo ids are ASCII: `huggingface_hub` itself refuses the id before
+    sending anything (HFValidationError), and Airlock, asked directly, answers 400 naming the id (the JSON body
+    carries the real character; the X-Error-Message header can only show it as `?`). A typosquat refusal ("did you
+    mean Qwen/…") is accepted too. Either way nothing is served and no request is queued."""
     asked = "Qw\u0435n/Qwen3.5-7B"
     out = download(gov, tmp_path / "h", asked)
     assert not out["ok"], out
     msg = out["message"]
+    assert out["type"] == "HFValidationError" or "did you mean" in msg, out
     st, _, body = request(gov.airlock, "GET", "/api/models/Qw%D0%B5n/Qwen3.5-7B/revision/main")
     raw = body.decode(errors="replace")
     assert st in (400, 401, 403, 404), (st, raw)
     said = msg + " " + raw
     assert ("did you mean" in said and "Qwen/Qwen3.5-7B" in said) or \
         (st == 400 and ("\u0435" in raw or "U+0435" in raw or "ASCII" in raw or "ascii" in raw)), (st, said)
+    st, listed = admin(gov.airlock, "GET", "/admin/requests")
+    assert not any("Qw\u0435n" in r["name"] for r in listed), listed
 
 
 def test_clearly_different_name_is_plain_not_approved(gov, tmp_path):
@@ -350,32 +461,51 @@ def test_licence_outside_policy_needs_override(gov, tmp_path):
 
 
 # ---- revocation and the audit log ---------------------------------------------------------------------
-def test_revoke_stops_serving_and_audit_lists_earlier_downloads(gov, tmp_path):
-    appr = approve(gov, "govacme/revokeme")
-    home = tmp_path / "home"
-    expect_ok(download(gov, home, "govacme/revokeme"), gov.airlock)
-    expect_ok(download(gov, home, "govacme/revokeme", "model.safetensors"), gov.airlock)
-
-    reason = "weights found to exfiltrate prompts"
+def revoke_after_download(gov: Gov, repo: str, home: Path, reason: str) -> str:
+    appr = approve(gov, repo)
+    expect_ok(download(gov, home, repo), gov.airlock)
+    expect_ok(download(gov, home, repo, "model.safetensors"), gov.airlock)
     p = ok(cli(gov, "revoke", appr, "--reason", reason, *signer(gov)[:4]))
     assert appr in p.stdout
+    return appr
 
-    # The same HF_HOME (with the files cached) asks again: refused with the reason.
-    out = download(gov, home, "govacme/revokeme")
+
+def test_revoke_stops_serving_and_audit_lists_earlier_downloads(gov, tmp_path):
+    reason = "weights found to exfiltrate prompts"
+    appr = revoke_after_download(gov, "govacme/revokeme", tmp_path / "home", reason)
+
+    # The next download is refused at once, naming the approval, who revoked it and why.
+    out = download(gov, tmp_path / "fresh", "govacme/revokeme")
     assert not out["ok"], f"served after revocation: {out}"
     assert reason in out["message"] and appr in out["message"], out["message"]
     st, body = admin(gov.airlock, "GET", "/admin/approvals")
     entry = next(a for a in body["approvals"] if a["id"] == appr)
     assert entry["revoked"] and entry["revoked"]["reason"] == reason
 
+    # Who received the revoked bytes, and when.
     p = ok(cli(gov, "audit", "downloads", appr, "--data-dir", str(gov.airlock.data_dir)))
     assert "config.json" in p.stdout and "model.safetensors" in p.stdout and "127.0.0.1" in p.stdout, p.stdout
-    digest = sha256(REPOS["govacme/revokeme"]["model.safetensors"])
-    assert digest in p.stdout, p.stdout
+    assert sha256(REPOS["govacme/revokeme"]["model.safetensors"]) in p.stdout, p.stdout
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", p.stdout), p.stdout
 
     # Revoking an approval the server does not know is an error, not a silent success.
     p = cli(gov, "revoke", "appr-000000000000", "--reason", "x", *signer(gov)[:4])
     assert p.returncode == 2 and "not found" in p.stderr, p.stderr
+
+
+@pytest.mark.xfail(strict=False, reason="finding G1 (notes/governance-findings.md): a revoked approval is answered "
+                                        "as RepoNotFound, which huggingface_hub papers over with its cache")
+def test_revoked_version_is_revision_not_found_so_cached_clients_notice(gov, tmp_path):
+    reason = "licence withdrawn upstream"
+    home = tmp_path / "home"
+    revoke_after_download(gov, "govacme/revokecached", home, reason)
+    st, h, _ = request(gov.airlock, "HEAD", "/govacme/revokecached/resolve/main/config.json")
+    assert st == 404 and h.get("X-Error-Code") in ("RevisionNotFound", "EntryNotFound"), (st, dict(h))
+    assert reason in (h.get("X-Error-Message") or ""), dict(h)
+    # The client that holds a cached copy asks again: refused, not served from its cache.
+    out = download(gov, home, "govacme/revokecached")
+    assert not out["ok"], f"a cached client kept using a revoked version: {out}"
+    assert reason in out["message"], out["message"]
 
 
 def test_audit_verify_and_export(gov, tmp_path):
@@ -478,3 +608,67 @@ def test_admin_api_absent_without_a_configured_token(fake_hub, tmp_path):
         assert p.returncode == 2 and "404" in p.stderr, p.stderr
     finally:
         a.stop()
+
+
+# ---- Ollama: approve by manifest digest, pull, revoke → 403 DENIED ----------------------------------------
+@dataclass
+class OllamaRun:
+    airlock: Airlock
+    model: object
+    approval: str
+    record: dict
+    refused: object  # Pull before the approval
+    pulled: object  # Pull after it
+    after: object  # Pull after the revocation
+    reason: str
+
+
+@pytest.fixture(scope="module")
+def ollama_run(gov, tmp_path_factory):
+    """One Ollama mirror under governance: pull refused → `airlock approve ollama` → pull → revoke → pull."""
+    from ollama_support import ollama_model, ollama_pull, start_airlock_ollama, start_registry
+
+    tmp = tmp_path_factory.mktemp("gov-ollama")
+    reg = start_registry(tmp / "registry")
+    a = None
+    try:
+        model = reg.push(ollama_model("library/govtiny", seed="gov-ollama"))
+        rules = ('licenses = ["mit"]\n[governance]\n'
+                 f'keys = [{toml_str(str(gov.pub))}]\nadmin_token = {toml_str(TOKEN)}\nprefetch_requests = false\n')
+        a = start_airlock_ollama(tmp / "airlock", reg, rules)
+        refused = ollama_pull(a, "library/govtiny:latest", tmp / "p1")
+        out = tmp / "records"
+        p = ok(cli(a.url, "approve", "ollama", "govtiny", *signer(gov), "--out", str(out)))
+        appr = APPR_ID.search(p.stdout).group(0)
+        record = json.loads((out / f"{appr}.json").read_text())
+        pulled = ollama_pull(a, "library/govtiny:latest", tmp / "p2")
+        reason = "quantisation found broken"
+        ok(cli(a.url, "revoke", appr, "--reason", reason, *signer(gov)[:4]))
+        after = ollama_pull(a, "library/govtiny:latest", tmp / "p3")
+        yield OllamaRun(a, model, appr, record, refused, pulled, after, reason)
+    finally:
+        if a is not None:
+            a.stop()
+        reg.stop()
+
+
+def test_ollama_approve_pull_and_revoke(ollama_run):
+    r = ollama_run
+    assert not r.refused.ok and "not approved" in r.refused.stderr and REQ_ID.search(r.refused.stderr), \
+        r.refused.explain()
+    assert r.record["source"] == "ollama" and r.record["name"] == "library/govtiny"
+    assert r.record["revision"] == r.model.digest and r.record["revision_name"] == "latest"
+    pinned = {f["sha256"] for f in r.record["files"]}
+    assert {l["digest"] for l in r.model.layers} <= pinned, (pinned, r.model.layers)
+    assert r.pulled.ok, r.pulled.explain() + r.airlock.log()[-2000:]
+    assert not r.after.ok and "403" in r.after.stderr and "DENIED" in r.after.stderr, r.after.explain()
+    assert r.reason in r.after.stderr and r.approval in r.after.stderr, r.after.explain()
+
+
+@pytest.mark.xfail(strict=False, reason="finding G5 (notes/governance-findings.md): Ollama blob downloads are "
+                                        "audited without their approval (and with an empty revision)")
+def test_ollama_audit_downloads_lists_the_pull(ollama_run):
+    r = ollama_run
+    p = ok(cli(r.airlock.url, "audit", "downloads", r.approval, "--data-dir", str(r.airlock.data_dir)))
+    assert r.model.model_digest.split(":", 1)[1] in p.stdout, p.stdout
+    assert "library/govtiny" in p.stdout and r.model.digest in p.stdout, p.stdout

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import request
-from ollama_support import (DOCKER_MANIFEST, OLLAMA, PULL_TIMEOUT, OllamaAiShim, Pull, digest_of, get_url, gguf,
+from ollama_support import (DOCKER_MANIFEST, PULL_TIMEOUT, OllamaAiShim, Pull, digest_of, get_url, gguf,
                             gguf_raw, oci_error, ollama_model, ollama_pull, pull_cmd, rule, start_airlock_ollama,
                             start_registry)
 
@@ -304,19 +304,28 @@ def test_refused_name_shows_the_denied_message(ollama_airlock, models, registry,
     assert st == 403 and body != models["forbidden"].blobs[d], st
 
 
-@pytest.mark.xfail(strict=False, reason="finding F7 (/work/notes/ollama-findings.md): a request for a refused name "
-                   "makes Airlock fetch the whole model upstream (manifest and every blob) for review, so any "
-                   "client can make it download arbitrary models")
-def test_refused_name_does_not_download_the_model(ollama_airlock, models, registry):
-    m = registry.push(ollama_model("library/forbidden", tag="big", weights=gguf(tensor_bytes=256 << 10,
-                                                                                 seed="forbidden-big")))
-    st, _, _ = request(ollama_airlock, "GET", "/v2/library/forbidden/manifests/big", ACCEPT)
-    assert st == 403
-    time.sleep(1.0)
-    fetched = [r["uri"] for r in registry.requests()
-               if r["uri"].startswith("/v2/library/forbidden/blobs/sha256:") and r["method"] == "GET"
-               and "airlock" in r["agent"]]
-    assert m.model_digest not in " ".join(fetched), f"upstream blob GETs for a refused name: {fetched}"
+def upstream_blob_gets(registry, model) -> list[str]:
+    return [r["uri"] for r in registry.requests() if r["method"] == "GET" and "airlock" in r["agent"]
+            and r["uri"].split("?")[0] in {blob_path(model, d) for d in model.blobs}]
+
+
+@pytest.mark.parametrize("governance", ["prefetch_max_bytes = 65536", "prefetch_requests = false"],
+                         ids=["over-the-prefetch-limit", "prefetch-off"])
+def test_refused_name_does_not_download_the_model(registry, governance, tmp_path):
+    """F7: any client can ask for any name, and a refused name becomes a review request that Airlock prefetches in
+    the background. That must stay bounded: a version larger than `[governance] prefetch_max_bytes` (or any
+    version, with `prefetch_requests = false`) is not downloaded until a reviewer asks for it."""
+    m = registry.push(ollama_model("library/forbidden", tag=governance.split()[0],
+                                   weights=gguf(tensor_bytes=256 << 10, seed=f"forbidden-{governance}")))
+    a = start_airlock_ollama(tmp_path / "a", registry, rule("library/tiny") + f"[governance]\n{governance}\n")
+    try:
+        st, _, body = request(a, "GET", f"/v2/library/forbidden/manifests/{m.tag}", ACCEPT)
+        assert st == 403 and oci_error(body)[0] == "DENIED", (st, body[:300])
+        time.sleep(1.0)  # the background prefetch, if any, would start at once
+        assert not upstream_blob_gets(registry, m), "a refused name made Airlock download its blobs"
+        assert not a.blob_files().keys() & {d.split(":")[1] for d in m.blobs if d != m.config_digest}
+    finally:
+        a.stop()
 
 
 def test_tampered_upstream_blob_is_refused_and_never_stored(ollama_airlock, models, registry, tmp_path):

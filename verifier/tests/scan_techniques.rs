@@ -267,3 +267,20 @@ fn tar_member_traversal_and_payload() {
         r.findings
     );
 }
+
+#[test]
+fn text_starting_like_a_protocol_0_opcode_is_text() {
+    // 'c' is GLOBAL and 'i' is INST: these decode as an import, then fail without a call.
+    for t in [
+        "cat\ndog\nfish\n",
+        "install\nrequirements\nhere\n",
+        "config: yes\nname: x\n",
+    ] {
+        let r = run(t.as_bytes().to_vec());
+        assert!(r.is_clean(), "{t:?}: {:?}", r.findings);
+        assert_eq!(r.format, Format::Text);
+    }
+    // A truncated protocol-0 pickle that already called something is still a pickle.
+    let r = run(b"cos\nsystem\n(S'id'\ntR(".to_vec());
+    assert!(has(&r, "calls os.system"), "{:?}", r.findings);
+}

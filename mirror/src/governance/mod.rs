@@ -426,6 +426,8 @@ impl Governance {
                 "id": a.id.to_string(),
                 "record": a.record,
                 "revoked": a.revoked,
+                // The record file as signed, so approvals can be exported through the API.
+                "signed": a.signed.to_json().ok(),
             })).collect::<Vec<_>>(),
             "rejected": index.rejected.iter().map(|(p, e)| serde_json::json!({
                 "path": p.display().to_string(), "error": e,

@@ -40,6 +40,10 @@ pub struct BlobInfo {
     pub size: u64,
     /// Where the bytes stand.
     pub state: FileState,
+    /// The manifest that lists it (for the audit log).
+    pub manifest: Digest,
+    /// The approval that covers it, if approvals decide for the name.
+    pub approval: Option<signing::ApprovalId>,
 }
 
 /// Layers a manifest may list (ollama models have a handful; a bomb has millions).
@@ -334,21 +338,27 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        match self
+        let approval = match self
             .gov
             .blob_verdict(Source::Ollama, &name.to_string(), digest)
         {
-            Verdict::Approved(_) => {}
+            Verdict::Approved(a) => Some(a.id.clone()),
             Verdict::Refused(r) => return Ok(Lookup::Refused(r)),
-            Verdict::NoApprovals if self.policy.ollama_name_allowed(name) => {}
+            Verdict::NoApprovals if self.policy.ollama_name_allowed(name) => None,
             Verdict::NoApprovals => {
                 return Ok(Lookup::Refused(Refusal::NotApproved {
                     name: name.to_string(),
                     request: None,
                 }))
             }
-        }
-        self.ollama_blob_unchecked(name, digest, wait).await
+        };
+        Ok(match self.ollama_blob_unchecked(name, digest, wait).await? {
+            Lookup::Found(mut info) => {
+                info.approval = approval;
+                Lookup::Found(info)
+            }
+            other => other,
+        })
     }
 
     /// A blob listed by a verified manifest of `name`, without policy.
@@ -381,6 +391,8 @@ impl Mirror {
         Ok(Lookup::Found(BlobInfo {
             size: layer.size,
             state,
+            manifest: layer.manifest,
+            approval: None,
         }))
     }
 

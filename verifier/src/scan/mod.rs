@@ -420,7 +420,8 @@ pub(crate) fn scan_any(
     if pickle::opcode_known(head.first().copied().unwrap_or(0)) {
         let mut trial = Sink::default();
         r.seek(SeekFrom::Start(0))?;
-        if pickle::is_pickle_trial(r, len, loc, depth, &mut trial)? {
+        let looks_text = text::is_text(head, head.len() as u64 == len);
+        if pickle::is_pickle_trial(r, looks_text, loc, &mut trial)? {
             sink.merge(trial);
             return Ok(Format::Pickle);
         }

@@ -254,6 +254,8 @@ pub(crate) struct Decoder<'s> {
     uncalled: HashMap<String, (u64, Severity, String)>,
     called: HashSet<String>,
     pub(crate) imports: usize,
+    /// Calls (REDUCE, NEWOBJ, OBJ, INST) decoded so far.
+    pub(crate) calls: usize,
     persistent_noted: bool,
     proto: u8,
     newer_noted: bool,
@@ -269,6 +271,7 @@ impl<'s> Decoder<'s> {
             uncalled: HashMap::new(),
             called: HashSet::new(),
             imports: 0,
+            calls: 0,
             persistent_noted: false,
             proto: 0,
             newer_noted: false,
@@ -288,7 +291,15 @@ impl<'s> Decoder<'s> {
         }
     }
 
-    fn import(&mut self, module: &str, name: &str, off: u64) -> V {
+    /// Records an import. Names that are not Python identifiers cannot be imported (the loader
+    /// raises before running anything), so they end decoding as malformed instead.
+    fn import(&mut self, module: &str, name: &str, off: u64) -> Result<V, Stop> {
+        if !is_dotted_identifier(module) || !is_dotted_identifier(name) {
+            return malformed(
+                off,
+                format!("import of {module:?}.{name:?}, which are not Python names"),
+            );
+        }
         self.imports += 1;
         let full = format!("{module}.{name}");
         let refused = match policy::decide(self.ctx, module, name) {
@@ -312,14 +323,15 @@ impl<'s> Decoder<'s> {
                 Some((sev, msg))
             }
         };
-        V::Global(Rc::new(Global {
+        Ok(V::Global(Rc::new(Global {
             module: module.to_owned(),
             name: name.to_owned(),
             refused,
-        }))
+        })))
     }
 
     fn call(&mut self, callee: V, args: V, off: u64, how: &str) -> V {
+        self.calls += 1;
         match &callee {
             V::Global(g) => {
                 if let Some((sev, why)) = &g.refused {
@@ -608,7 +620,7 @@ impl<'s> Decoder<'s> {
                 b'c' => {
                     let module = inp.line()?;
                     let name = inp.line()?;
-                    let v = self.import(&lossy(&module), &lossy(&name), off);
+                    let v = self.import(&lossy(&module), &lossy(&name), off)?;
                     m.push(v, off)?;
                 }
                 0x93 => {
@@ -617,7 +629,7 @@ impl<'s> Decoder<'s> {
                     let module = m.pop(off)?;
                     match (&module, &name) {
                         (V::Str(mo), V::Str(na)) => {
-                            let v = self.import(mo, na, off);
+                            let v = self.import(mo, na, off)?;
                             m.push(v, off)?;
                         }
                         _ => {
@@ -707,7 +719,7 @@ impl<'s> Decoder<'s> {
                     let module = inp.line()?;
                     let name = inp.line()?;
                     let args = m.pop_mark(off)?;
-                    let cls = self.import(&lossy(&module), &lossy(&name), off);
+                    let cls = self.import(&lossy(&module), &lossy(&name), off)?;
                     let v = self.call(cls, tuple(args), off, "INST");
                     m.push(v, off)?;
                 }
@@ -962,6 +974,17 @@ fn str_value(bytes: Option<Vec<u8>>, n: u64) -> V {
     }
 }
 
+/// `a.b_c.D`: non-empty segments of letters, digits and `_`, not starting with a digit.
+fn is_dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|seg| {
+            seg.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && seg.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -1140,26 +1163,27 @@ pub(crate) fn scan_file<R: Read + Seek + ?Sized>(
     scan_stream(r, Context::Plain, loc, sink, false)
 }
 
-/// Tries to decode a protocol 0/1 pickle. True if it is one: it reached STOP, or it imported
-/// something before failing (a loader would have run those imports). On true, `trial` holds
-/// the findings.
+/// Tries to decode a protocol 0/1 pickle. True if it is one: it reached STOP, or it called
+/// something before failing (a loader would have run that call), or, for input that is not
+/// text, it imported something. Text that merely starts with `c` or `i` decodes as an import of
+/// its first two lines and then fails; that is a model card or a vocabulary, not a pickle.
+/// On true, `trial` holds the findings.
 pub(crate) fn is_pickle_trial<R: Read + Seek + ?Sized>(
     r: &mut R,
-    _len: u64,
+    looks_text: bool,
     loc: &str,
-    _depth: u32,
     trial: &mut Sink,
 ) -> Result<bool, Stop> {
     let mut inp = Input::new(BufReader::new(&mut *r), 0);
     let mut scratch = Sink::default();
     let mut dec = Decoder::new(Context::Plain, loc, &mut scratch);
     let res = dec.run(&mut inp, 0);
-    let imports = dec.imports;
+    let (imports, calls) = (dec.imports, dec.calls);
     drop(dec);
     match res {
         Ok(_) => {}
-        Err(Stop::Malformed { .. }) if imports == 0 => return Ok(false),
-        Err(Stop::Malformed { .. }) => {}
+        Err(Stop::Malformed { .. }) if calls > 0 || (imports > 0 && !looks_text) => {}
+        Err(Stop::Malformed { .. }) => return Ok(false),
         Err(e) => return Err(e),
     }
     drop(inp);

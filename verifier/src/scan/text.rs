@@ -11,7 +11,8 @@ use super::{jinja, keras, read_at, Format, Severity, Sink, Stop};
 /// JSON); larger ones are judged by their head.
 const MAX_TEXT: u64 = 64 << 20;
 
-fn is_text(b: &[u8], complete: bool) -> bool {
+/// True for UTF-8 without NUL bytes (`complete` false: `b` is a head that may cut a character).
+pub(crate) fn is_text(b: &[u8], complete: bool) -> bool {
     if b.contains(&0) {
         return false;
     }

@@ -64,6 +64,10 @@ pub struct SignerArgs {
     /// do not send it to the server.
     #[arg(long, requires = "out")]
     pub no_send: bool,
+    /// Approve a name although it looks like an approved name or a well-known publisher
+    /// (clients asking for it are refused as a typosquat until it is approved).
+    #[arg(long)]
+    pub allow_lookalike: bool,
     /// Approve only the files matching this glob (`*` and `?`; repeat the flag for more).
     #[arg(long)]
     pub files: Vec<String>,
@@ -478,6 +482,16 @@ fn approve_version(
         ),
         None => None,
     };
+    if !signer.allow_lookalike {
+        if let Some(s) = lookalike(admin, source, name)? {
+            // An approver's typo would otherwise whitelist the very squat the check exists for.
+            eprintln!(
+                "airlock: refused: {name} {}; pass --allow-lookalike if this really is the name to approve",
+                s.reason
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
     eprintln!("preparing {name} at {revision} (fetch, verify, scan) …");
     let prepared = admin.prepare(source, name, revision)?;
     if !prepared.refused.is_empty() {
@@ -504,7 +518,7 @@ fn approve_version(
         if signer.files.is_empty() || signer.files.iter().any(|g| glob_match(g, &f.path)) {
             files.push(PinnedFile {
                 path: f.path.clone(),
-                sha256: f.sha256.clone(),
+                sha256: f.sha256,
                 size: f.size,
             });
         }
@@ -531,7 +545,9 @@ fn approve_version(
         expires_at,
         reason: signer.reason.clone(),
         license: prepared.license.clone(),
-        license_override: signer.license_override && !prepared.license_allowed,
+        // Recorded as the approver chose: it states that they accept the licence whatever the
+        // policy of the mirror that later loads the record says.
+        license_override: signer.license_override,
     };
     let signed = sign(record, &key)?;
     let id = signed.id()?;
@@ -571,6 +587,40 @@ fn approve_version(
     );
     println!("{id}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `name` is confusable with a name the server has approved (and not revoked) or with a
+/// shipped well-known publisher: the same check the server applies to clients' requests.
+fn lookalike(
+    admin: &Admin,
+    source: Source,
+    name: &str,
+) -> anyhow::Result<Option<mirror::Suspicion>> {
+    let list = admin.get("/admin/approvals")?;
+    let mut approved = Vec::new();
+    for a in list
+        .get("approvals")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let record = a.get("record");
+        let same_source = record.and_then(|r| r.get("source")).and_then(Value::as_str)
+            == Some(source_str(source));
+        let revoked = !a.get("revoked").is_none_or(Value::is_null);
+        if let (true, false, Some(n)) = (
+            same_source,
+            revoked,
+            record.and_then(|r| r.get("name")).and_then(Value::as_str),
+        ) {
+            approved.push(n.to_owned());
+        }
+    }
+    Ok(mirror::check_typosquat(
+        name,
+        &approved,
+        &mirror::WellKnown::shipped(),
+    ))
 }
 
 /// Shell-style matching: `*` any run of characters (`/` included, as `allow_patterns` does),

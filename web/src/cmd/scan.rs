@@ -332,3 +332,56 @@ fn sarif_report(outcomes: &[Outcome]) -> serde_json::Value {
         }]
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(bytes: &[u8]) -> Outcome {
+        let report = verifier::scan(std::io::Cursor::new(bytes.to_vec()), bytes.len() as u64);
+        Outcome {
+            path: PathBuf::from("m.pkl"),
+            result: report.map_err(|e| e.to_string()),
+        }
+    }
+
+    const EVIL: &[u8] = b"cos\nsystem\n(S'id'\ntR.";
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        let clean = outcome(b"hello\n");
+        assert_eq!(exit_code(std::slice::from_ref(&clean)), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&[clean, outcome(EVIL)]), ExitCode::from(1));
+        let err = Outcome {
+            path: PathBuf::from("gone"),
+            result: Err("No such file".into()),
+        };
+        assert_eq!(exit_code(&[outcome(EVIL), err]), ExitCode::from(2));
+    }
+
+    #[test]
+    fn sarif_names_the_finding_and_its_offset() {
+        let v = sarif_report(&[outcome(EVIL)]);
+        assert_eq!(v["version"], "2.1.0");
+        let r = &v["runs"][0]["results"][0];
+        assert_eq!(r["level"], "error");
+        assert_eq!(r["ruleId"], "airlock/critical");
+        assert!(r["message"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("os.system")));
+        assert_eq!(
+            r["locations"][0]["physicalLocation"]["region"]["byteOffset"],
+            19
+        );
+    }
+
+    #[test]
+    fn text_report_has_a_total_line() {
+        let mut out = Vec::new();
+        print_text(&mut out, &[outcome(EVIL)], false, std::time::Duration::ZERO)
+            .expect("vec write");
+        let s = String::from_utf8(out).expect("utf-8");
+        assert!(s.contains("m.pkl: FINDINGS (pickle)"), "{s}");
+        assert!(s.contains("1 files: 0 clean, 1 with findings"), "{s}");
+    }
+}

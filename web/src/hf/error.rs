@@ -68,7 +68,9 @@ impl HfError {
     /// Status, error code and client-facing message.
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
-            HfError::Refused(r @ Refusal::PinnedElsewhere { .. }) => {
+            // Revocations and unapproved revisions must be RevisionNotFound: the one code clients
+            // do not paper over with a cached copy (protocol note, trap T7).
+            HfError::Refused(r) if r.is_about_revision() => {
                 (StatusCode::NOT_FOUND, "RevisionNotFound", r.to_string())
             }
             HfError::Refused(r) => (StatusCode::NOT_FOUND, "RepoNotFound", r.to_string()),

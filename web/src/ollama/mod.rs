@@ -174,10 +174,10 @@ async fn blob_route(
             mirror.audit_download(
                 &crate::client::describe(req),
                 name.to_string(),
-                String::new(),
+                info.manifest.to_string(),
                 digest.to_string(),
                 rec.digest,
-                None,
+                info.approval.clone(),
             );
         }
         return blob::respond(resp, range, rec.size, file)

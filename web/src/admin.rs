@@ -36,7 +36,10 @@ impl From<GovError> for AdminError {
             GovError::NotFound(m) => AdminError(StatusCode::NOT_FOUND, format!("{m} not found")),
             GovError::Mirror(e) => {
                 tracing::warn!(error = %e, "admin request failed");
-                AdminError(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see server log)".into())
+                AdminError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error (see server log)".into(),
+                )
             }
         }
     }
@@ -60,7 +63,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 fn authorize(req: &HttpRequest, mirror: &Mirror) -> Result<(), AdminError> {
     let Some(token) = mirror.governance().admin_token() else {
         // No token configured: the admin API does not exist.
-        return Err(AdminError(StatusCode::NOT_FOUND, "the admin API is disabled (no admin token configured)".into()));
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "the admin API is disabled (no admin token configured)".into(),
+        ));
     };
     let given = req
         .headers()
@@ -71,7 +77,10 @@ fn authorize(req: &HttpRequest, mirror: &Mirror) -> Result<(), AdminError> {
     if same(given.as_bytes(), token.expose().as_bytes()) {
         Ok(())
     } else {
-        Err(AdminError(StatusCode::UNAUTHORIZED, "missing or wrong admin token".into()))
+        Err(AdminError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token".into(),
+        ))
     }
 }
 
@@ -100,11 +109,18 @@ async fn list_requests(req: HttpRequest, m: M) -> Result<HttpResponse, AdminErro
     Ok(HttpResponse::Ok().json(m.governance().list_requests()?))
 }
 
-async fn show_request(req: HttpRequest, m: M, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
+async fn show_request(
+    req: HttpRequest,
+    m: M,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
     authorize(&req, &m)?;
     match m.governance().get_request(&id)? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
-        None => Err(AdminError(StatusCode::NOT_FOUND, format!("request {id} not found"))),
+        None => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("request {id} not found"),
+        )),
     }
 }
 
@@ -115,9 +131,17 @@ struct Deny {
     by: Option<String>,
 }
 
-async fn deny_request(req: HttpRequest, m: M, id: web::Path<String>, body: web::Json<Deny>) -> Result<HttpResponse, AdminError> {
+async fn deny_request(
+    req: HttpRequest,
+    m: M,
+    id: web::Path<String>,
+    body: web::Json<Deny>,
+) -> Result<HttpResponse, AdminError> {
     authorize(&req, &m)?;
-    let by = body.by.clone().unwrap_or_else(|| "the governance team".into());
+    let by = body
+        .by
+        .clone()
+        .unwrap_or_else(|| "the governance team".into());
     Ok(HttpResponse::Ok().json(m.governance().deny_request(&id, &body.reason, &by)?))
 }
 
@@ -129,7 +153,11 @@ struct PrepareAsk {
     revision: Option<String>,
 }
 
-async fn prepare(req: HttpRequest, m: M, body: web::Json<PrepareAsk>) -> Result<HttpResponse, AdminError> {
+async fn prepare(
+    req: HttpRequest,
+    m: M,
+    body: web::Json<PrepareAsk>,
+) -> Result<HttpResponse, AdminError> {
     authorize(&req, &m)?;
     let revision = body.revision.clone().unwrap_or_else(|| match body.source {
         Source::Hf => "main".into(),
@@ -146,13 +174,21 @@ async fn list_approvals(req: HttpRequest, m: M) -> Result<HttpResponse, AdminErr
     Ok(HttpResponse::Ok().json(m.governance().list_approvals()))
 }
 
-async fn add_approval(req: HttpRequest, m: M, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+async fn add_approval(
+    req: HttpRequest,
+    m: M,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
     authorize(&req, &m)?;
     let id = m.governance().add_approval(&body)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.to_string() })))
 }
 
-async fn add_revocation(req: HttpRequest, m: M, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+async fn add_revocation(
+    req: HttpRequest,
+    m: M,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
     authorize(&req, &m)?;
     let id = m.governance().add_revocation(&body)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "approval": id.to_string() })))

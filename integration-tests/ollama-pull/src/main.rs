@@ -29,7 +29,8 @@ use reqwest::{header, redirect, Client, Response, StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-const USAGE: &str = "usage: ollama-pull [--insecure] [--min-part-size N] [--out DIR] HOST:PORT/NS/MODEL[:TAG]";
+const USAGE: &str =
+    "usage: ollama-pull [--insecure] [--min-part-size N] [--out DIR] HOST:PORT/NS/MODEL[:TAG]";
 /// The only `Accept` ollama sends for a manifest (images.go:1276).
 const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Shaped like ollama's (`ollama/<ver> (<arch> <os>) Go/<gover>`), so server logs tell it apart.
@@ -67,17 +68,27 @@ impl Name {
         let mut parts = rest.rsplitn(3, '/');
         let (model, namespace, host) = (parts.next(), parts.next(), parts.next());
         let (Some(model), Some(namespace), Some(host)) = (model, namespace, host) else {
-            return Err(format!("{s:?}: a mirror name needs host/namespace/model[:tag]"));
+            return Err(format!(
+                "{s:?}: a mirror name needs host/namespace/model[:tag]"
+            ));
         };
         let ok = |p: &str, extra: &str| {
             !p.is_empty()
-                && p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
+                && p.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
         };
         if !ok(host, ".:-") || !ok(namespace, "-") || !ok(model, ".-") || !ok(tag, ".-") {
             return Err(format!("{s:?}: invalid model name"));
         }
-        Ok(Name { host: host.into(), namespace: namespace.into(), model: model.into(), tag: tag.into() })
+        Ok(Name {
+            host: host.into(),
+            namespace: namespace.into(),
+            model: model.into(),
+            tag: tag.into(),
+        })
     }
 }
 
@@ -90,13 +101,16 @@ struct Args {
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let (mut insecure, mut min_part, mut out, mut name) = (false, MIN_PART, PathBuf::from("."), None);
+    let (mut insecure, mut min_part, mut out, mut name) =
+        (false, MIN_PART, PathBuf::from("."), None);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--insecure" => insecure = true,
             "--min-part-size" => {
                 let v = it.next().ok_or("--min-part-size needs a value")?;
-                min_part = v.parse().map_err(|_| format!("--min-part-size: {v:?} is not a number"))?;
+                min_part = v
+                    .parse()
+                    .map_err(|_| format!("--min-part-size: {v:?} is not a number"))?;
                 if min_part == 0 || min_part > MAX_PART {
                     return Err(format!("--min-part-size must be in 1..={MAX_PART}"));
                 }
@@ -108,7 +122,12 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             s => return Err(format!("unexpected argument {s:?}")),
         }
     }
-    Ok(Args { insecure, min_part, out, name: name.ok_or("no model name given")? })
+    Ok(Args {
+        insecure,
+        min_part,
+        out,
+        name: name.ok_or("no model name given")?,
+    })
 }
 
 /// The part plan of download.go: `total/16` clamped to [min, 1000 MB]; the last part takes the rest.
@@ -167,7 +186,10 @@ async fn send(req: reqwest::RequestBuilder) -> reqwest::Result<Response> {
 fn closed_before_response(e: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {
-        if err.to_string().contains("connection closed before message completed") {
+        if err
+            .to_string()
+            .contains("connection closed before message completed")
+        {
             return true;
         }
         source = err.source();
@@ -191,7 +213,8 @@ struct Puller {
 impl Puller {
     fn new(args: Args) -> Result<Puller> {
         let scheme = if args.insecure { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{}/", args.name.host)).context("registry URL")?;
+        let base =
+            Url::parse(&format!("{scheme}://{}/", args.name.host)).context("registry URL")?;
         let registry = Client::builder()
             .user_agent(OLLAMA_USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
@@ -202,7 +225,11 @@ impl Puller {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(STALL)
             .redirect(redirect::Policy::custom(|attempt| {
-                let first = attempt.previous().first().and_then(|u| u.host_str()).map(str::to_owned);
+                let first = attempt
+                    .previous()
+                    .first()
+                    .and_then(|u| u.host_str())
+                    .map(str::to_owned);
                 if attempt.previous().len() > 10 {
                     attempt.error("stopped after 10 redirects")
                 } else if attempt.url().host_str().map(str::to_owned) == first {
@@ -218,39 +245,65 @@ impl Puller {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(STALL)
             .build()?;
-        Ok(Puller { base, name: args.name, out: args.out, min_part: args.min_part, registry, resolver, plain })
+        Ok(Puller {
+            base,
+            name: args.name,
+            out: args.out,
+            min_part: args.min_part,
+            registry,
+            resolver,
+            plain,
+        })
     }
 
     fn url(&self, kind: &str, reference: &str) -> Result<Url> {
         let n = &self.name;
-        Ok(self.base.join(&format!("v2/{}/{}/{kind}/{reference}", n.namespace, n.model))?)
+        Ok(self.base.join(&format!(
+            "v2/{}/{}/{kind}/{reference}",
+            n.namespace, n.model
+        ))?)
     }
 
     async fn pull(&self) -> Result<()> {
         println!("pulling manifest");
-        let manifest = self.manifest().await.map_err(|e| anyhow!("pull model manifest: {e:#}"))?;
-        let doc: serde_json::Value = serde_json::from_slice(&manifest).context("manifest is not JSON")?;
+        let manifest = self
+            .manifest()
+            .await
+            .map_err(|e| anyhow!("pull model manifest: {e:#}"))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&manifest).context("manifest is not JSON")?;
         let layers = doc["layers"].as_array().cloned().unwrap_or_default();
         // ollama: `layers = append(manifest.Layers, manifest.Config)`.
         let mut digests = Vec::new();
         for d in layers.iter().chain(std::iter::once(&doc["config"])) {
-            let digest = d["digest"].as_str().ok_or_else(|| anyhow!("manifest entry without a digest"))?;
+            let digest = d["digest"]
+                .as_str()
+                .ok_or_else(|| anyhow!("manifest entry without a digest"))?;
             digests.push(digest.to_owned());
         }
-        tokio::fs::create_dir_all(&self.out).await.with_context(|| format!("creating {}", self.out.display()))?;
+        tokio::fs::create_dir_all(&self.out)
+            .await
+            .with_context(|| format!("creating {}", self.out.display()))?;
         for digest in &digests {
             self.blob(digest).await?;
         }
         println!("verifying sha256 digest");
         println!("writing manifest");
-        tokio::fs::write(self.out.join("manifest"), &manifest).await.context("writing the manifest")?;
+        tokio::fs::write(self.out.join("manifest"), &manifest)
+            .await
+            .context("writing the manifest")?;
         println!("success");
         Ok(())
     }
 
     async fn manifest(&self) -> Result<Vec<u8>> {
         let url = self.url("manifests", &self.name.tag)?;
-        let resp = send(self.registry.get(url.clone()).header(header::ACCEPT, MANIFEST_ACCEPT)).await;
+        let resp = send(
+            self.registry
+                .get(url.clone())
+                .header(header::ACCEPT, MANIFEST_ACCEPT),
+        )
+        .await;
         let resp = resp.with_context(|| format!("GET {url}"))?;
         Ok(check(resp).await?.bytes().await?.to_vec())
     }
@@ -264,7 +317,9 @@ impl Puller {
         }
         let url = self.url("blobs", digest)?;
         // a. HEAD for the size; a missing Content-Length means 0 (and a certain digest mismatch).
-        let head = send(self.registry.head(url.clone())).await.with_context(|| format!("HEAD {url}"))?;
+        let head = send(self.registry.head(url.clone()))
+            .await
+            .with_context(|| format!("HEAD {url}"))?;
         let head = check(head).await?;
         let total: u64 = head
             .headers()
@@ -275,7 +330,11 @@ impl Puller {
         let parts = plan_parts(total, self.min_part);
         // c. the one GET that yields the direct URL.
         let direct = self.direct_url(&url).await?;
-        println!("pulling {}: {total} bytes in {} parts from {direct}", &hex[..12], parts.len());
+        println!(
+            "pulling {}: {total} bytes in {} parts from {direct}",
+            &hex[..12],
+            parts.len()
+        );
         // d. the parts, in parallel, into a file that becomes the blob only once its hash is right.
         let partial = self.out.join(format!("sha256-{hex}-partial"));
         let file = tokio::fs::File::create(&partial).await?;
@@ -294,7 +353,9 @@ impl Puller {
         let got = sha256_file(&partial).await?;
         if got != hex {
             let _ = tokio::fs::remove_file(&partial).await;
-            bail!("digest mismatch, file must be downloaded again: want {digest}, got sha256:{got}");
+            bail!(
+                "digest mismatch, file must be downloaded again: want {digest}, got sha256:{got}"
+            );
         }
         tokio::fs::rename(&partial, &path).await?;
         Ok(())
@@ -321,12 +382,16 @@ impl Puller {
                     };
                     let loc = loc.to_str().context("Location is not text")?;
                     // The body is closed unread, as in ollama.
-                    return resp.url().join(loc).with_context(|| format!("bad Location {loc:?}"));
+                    return resp
+                        .url()
+                        .join(loc)
+                        .with_context(|| format!("bad Location {loc:?}"));
                 }
                 Err(e) => {
                     n += 1;
                     // newBackoff(10s): n² × 10 ms, at most 10 s (ollama adds ±50 % jitter).
-                    let wait = Duration::from_millis(10 * u64::from(n * n)).min(Duration::from_secs(10));
+                    let wait =
+                        Duration::from_millis(10 * u64::from(n * n)).min(Duration::from_secs(10));
                     if Instant::now() + wait > deadline {
                         bail!("context deadline exceeded (last error: {e:#})");
                     }
@@ -341,22 +406,32 @@ impl Puller {
     /// `len` bytes from whatever body arrives, and fewer bytes is an error.
     async fn part(&self, url: &Url, path: &Path, start: u64, len: u64) -> Result<u16> {
         let end = start + len - 1;
-        let req = self.plain.get(url.clone()).header(header::RANGE, format!("bytes={start}-{end}"));
-        let resp = send(req).await.with_context(|| format!("part {start}-{end}"))?;
+        let req = self
+            .plain
+            .get(url.clone())
+            .header(header::RANGE, format!("bytes={start}-{end}"));
+        let resp = send(req)
+            .await
+            .with_context(|| format!("part {start}-{end}"))?;
         let status = resp.status().as_u16();
         let mut file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
         file.seek(std::io::SeekFrom::Start(start)).await?;
         let mut body = resp.bytes_stream();
         let mut left = len;
         while left > 0 {
-            let Some(chunk) = body.next().await else { break };
+            let Some(chunk) = body.next().await else {
+                break;
+            };
             let chunk = chunk.with_context(|| format!("part {start}-{end}"))?;
             let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             file.write_all(&chunk[..take]).await?;
             left -= take as u64;
         }
         if left > 0 {
-            bail!("part {start}-{end}: unexpected EOF after {} of {len} bytes (status {status})", len - left);
+            bail!(
+                "part {start}-{end}: unexpected EOF after {} of {len} bytes (status {status})",
+                len - left
+            );
         }
         file.flush().await?;
         Ok(status)
@@ -369,7 +444,11 @@ fn summarize(statuses: &[u16]) -> String {
     for s in statuses {
         *counts.entry(*s).or_insert(0) += 1;
     }
-    counts.iter().map(|(s, n)| format!("{s} x{n}")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(s, n)| format!("{s} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn sha256_file(path: &Path) -> Result<String> {
@@ -417,9 +496,17 @@ mod tests {
         let n = Name::parse("127.0.0.1:8080/library/tiny:q4").unwrap();
         assert_eq!(
             n,
-            Name { host: "127.0.0.1:8080".into(), namespace: "library".into(), model: "tiny".into(), tag: "q4".into() }
+            Name {
+                host: "127.0.0.1:8080".into(),
+                namespace: "library".into(),
+                model: "tiny".into(),
+                tag: "q4".into()
+            }
         );
-        assert_eq!(Name::parse("mirror:8080/library/llama3").unwrap().tag, "latest");
+        assert_eq!(
+            Name::parse("mirror:8080/library/llama3").unwrap().tag,
+            "latest"
+        );
         // `mirror:8080` would become the namespace, which is invalid in ollama too.
         assert!(Name::parse("mirror:8080/llama3:8b").is_err());
         assert!(Name::parse("http://mirror/library/m").is_err());

@@ -46,7 +46,10 @@ impl Approval {
                 by: r.revoked_by.clone(),
                 reason: r.reason.clone(),
             },
-            None => Refusal::Expired { name: name.to_owned(), approval: self.id.to_string() },
+            None => Refusal::Expired {
+                name: name.to_owned(),
+                approval: self.id.to_string(),
+            },
         }
     }
 }

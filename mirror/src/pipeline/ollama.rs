@@ -352,13 +352,15 @@ impl Mirror {
                 }))
             }
         };
-        Ok(match self.ollama_blob_unchecked(name, digest, wait).await? {
-            Lookup::Found(mut info) => {
-                info.approval = approval;
-                Lookup::Found(info)
-            }
-            other => other,
-        })
+        Ok(
+            match self.ollama_blob_unchecked(name, digest, wait).await? {
+                Lookup::Found(mut info) => {
+                    info.approval = approval;
+                    Lookup::Found(info)
+                }
+                other => other,
+            },
+        )
     }
 
     /// A blob listed by a verified manifest of `name`, without policy.

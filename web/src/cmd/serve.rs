@@ -96,9 +96,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => b"(embedded defaults)".to_vec(),
     };
-    mirror.governance().audit(signing::AuditEvent::ConfigReload {
-        sha256: verifier::Digest::of(&config_bytes),
-    });
+    mirror
+        .governance()
+        .audit(signing::AuditEvent::ConfigReload {
+            sha256: verifier::Digest::of(&config_bytes),
+        });
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), upstream = %cfg.huggingface.upstream, "airlock serving");
     let data = web::Data::new(mirror);
     let listen = cfg.listen;

@@ -74,7 +74,10 @@ async fn snapshot(
     repo: &mirror::HfRepo,
     rev: &mirror::RevisionName,
 ) -> Result<Snapshot, HfError> {
-    match mirror.snapshot(repo, rev, &crate::client::describe(req)).await? {
+    match mirror
+        .snapshot(repo, rev, &crate::client::describe(req))
+        .await?
+    {
         Lookup::Found(s) => Ok(s),
         Lookup::Refused(r) => Err(HfError::Refused(r)),
         Lookup::RepoNotFound(m) => Err(HfError::RepoNotFound(m)),

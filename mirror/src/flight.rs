@@ -168,8 +168,12 @@ impl<V: Clone> Flight<V> {
                 let elapsed = j.started.elapsed().as_secs_f64();
                 let eta = if done > 0 && total > done {
                     ((total - done) as f64 * elapsed / done as f64).ceil() as u64
+                } else if done > 0 {
+                    // Everything is in; only checking and promoting remain.
+                    1
                 } else {
-                    2
+                    // No progress to judge by (a stalled or slow-starting upstream).
+                    5
                 };
                 Waited::Running { eta_secs: eta }
             }

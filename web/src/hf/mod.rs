@@ -21,6 +21,11 @@ use route::Route;
 /// How long a request waits for a cold file before answering "retry later". Below the clients'
 /// 10-second silence timeout (trap T15).
 const FILE_WAIT: Duration = Duration::from_secs(7);
+/// A fetch expected to finish within this many seconds after [`FILE_WAIT`] is waited for a little
+/// longer: "retry later" costs the client at least Retry-After + 1 = 2 s.
+const NEARLY_DONE_SECS: u64 = 2;
+/// The extra wait for such a fetch; with [`FILE_WAIT`] still under the 10 s timeout.
+const EXTRA_WAIT: Duration = Duration::from_millis(2200);
 /// Largest accepted `paths-info` body.
 const MAX_FORM: usize = 1 << 20;
 
@@ -233,7 +238,13 @@ async fn resolve(
     path: &RepoPath,
 ) -> Result<HttpResponse, HfError> {
     let head = req.method() == actix_web::http::Method::HEAD;
-    let rec = match mirror.file(snap, path, FILE_WAIT).await? {
+    let mut state = mirror.file(snap, path, FILE_WAIT).await?;
+    if let Lookup::Found(FileState::Pending { retry_after }) = state {
+        if retry_after <= NEARLY_DONE_SECS {
+            state = mirror.file(snap, path, EXTRA_WAIT).await?;
+        }
+    }
+    let rec = match state {
         Lookup::Found(FileState::Ready(rec)) => rec,
         Lookup::Found(FileState::Pending { retry_after }) => {
             return Err(HfError::Pending { retry_after, head })

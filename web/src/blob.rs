@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::fs::File;
 
 /// Bytes read per chunk.
-const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 512 * 1024;
 /// Chunks read ahead of the socket per stream.
 const AHEAD: usize = 2;
 

@@ -27,7 +27,7 @@ impl Mirror {
     /// Decides for `name` (policy spelling: `org/repo`, `datasets/org/repo`, `namespace/model`) at
     /// `asked` (a branch, tag, commit or digest). `config` is the allow rules' answer (with their
     /// pin); it is consulted only when no approval mentions the name.
-    pub(crate) fn admit(
+    pub(crate) async fn admit(
         &self,
         source: Source,
         name: &str,
@@ -50,22 +50,29 @@ impl Mirror {
                         approval: None,
                     })
                 }
-                Err(Refusal::NotApproved { .. }) => self.unapproved(source, name, asked, client)?,
+                Err(Refusal::NotApproved { .. }) => {
+                    self.unapproved(source, name, asked, client).await?
+                }
                 Err(r) => r,
             },
         };
-        self.gov.audit(AuditEvent::Refusal {
-            client: client.to_owned(),
-            name: name.to_owned(),
-            revision: Some(asked.to_owned()),
-            reason: refusal.to_string(),
-        });
+        let (gov, event) = (
+            self.gov.clone(),
+            AuditEvent::Refusal {
+                client: client.to_owned(),
+                name: name.to_owned(),
+                revision: Some(asked.to_owned()),
+                reason: refusal.to_string(),
+            },
+        );
+        // The append fsyncs: off the event loop, and the client need not wait for it.
+        self.rt.spawn_blocking(move || gov.audit(event));
         Ok(Admit::Refused(refusal))
     }
 
     /// A name nothing approves: a typosquat is refused outright; anything else becomes (or counts
     /// towards) a review request, fetched and scanned in the background for the reviewer.
-    fn unapproved(
+    async fn unapproved(
         &self,
         source: Source,
         name: &str,
@@ -90,7 +97,12 @@ impl Mirror {
                 reason: s.reason,
             });
         }
-        let (refusal, new) = self.gov.request(source, name, asked, client)?;
+        // Recording the request writes the index (and the audit log): blocking work.
+        let gov = self.gov.clone();
+        let (name2, asked2, client2) = (name.to_owned(), asked.to_owned(), client.to_owned());
+        let (refusal, new) = self
+            .blocking(move || gov.request(source, &name2, &asked2, &client2))
+            .await?;
         if let Some(rec) = new.filter(|_| self.gov.prefetch_requests()) {
             if let Some(me) = self.me.upgrade() {
                 self.rt.spawn(async move {

@@ -48,7 +48,10 @@ impl Mirror {
             Decision::Allowed { pin } => Ok(pin.map(|p| p.hex())),
             Decision::Refused(r) => Err(r),
         };
-        let (pin, approval) = match self.admit(Source::Hf, &name, rev.as_str(), config, client)? {
+        let (pin, approval) = match self
+            .admit(Source::Hf, &name, rev.as_str(), config, client)
+            .await?
+        {
             Admit::Allowed { pin, approval } => (pin, approval),
             Admit::Refused(r) => return Ok(Lookup::Refused(r)),
         };
@@ -66,6 +69,14 @@ impl Mirror {
         let snap = self.resolve_snapshot(repo, rev, pin).await?;
         Ok(match snap {
             Lookup::Found(mut s) => {
+                // Under an approval the version is the approved files only: listings show no
+                // file a download would then refuse (snapshot_download fetches every listed one).
+                if let Some(a) = &approval {
+                    let kept = s.manifest.entries.iter().filter(|e| {
+                        e.kind == EntryKind::Directory || a.record.file(e.path.as_str()).is_some()
+                    });
+                    s.manifest = Arc::new(Manifest::new(kept.cloned().collect()));
+                }
                 s.approval = approval;
                 s.trust = self.trust.rule_for(repo);
                 Lookup::Found(s)

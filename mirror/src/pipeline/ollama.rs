@@ -128,7 +128,10 @@ impl Mirror {
             OllamaDecision::Refused(r) => Err(r),
         };
         let asked = reference.to_string();
-        let pin = match self.admit(Source::Ollama, &name.to_string(), &asked, config, client)? {
+        let pin = match self
+            .admit(Source::Ollama, &name.to_string(), &asked, config, client)
+            .await?
+        {
             Admit::Refused(r) => return Ok(Lookup::Refused(r)),
             Admit::Allowed { pin: None, .. } => None,
             Admit::Allowed { pin: Some(p), .. } => match p.parse::<Digest>() {

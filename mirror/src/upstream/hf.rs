@@ -6,7 +6,7 @@ use reqwest::{header, StatusCode};
 use url::Url;
 use verifier::{Digest, GitOid};
 
-use super::{describe, read_limited, retry_after, FileResponse, HostList, OpenError};
+use super::{describe, read_limited, retry_after, FileResponse, OpenError};
 use crate::config::HfConfig;
 use crate::config::Secret;
 use crate::error::MirrorError;
@@ -68,16 +68,10 @@ pub struct HfUpstream {
 impl HfUpstream {
     /// Builds the client from `[huggingface]`.
     pub fn new(cfg: &HfConfig) -> Result<HfUpstream, MirrorError> {
-        let base = Url::parse(cfg.upstream.trim_end_matches('/'))
-            .map_err(|e| MirrorError::Config(format!("huggingface.upstream: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(MirrorError::Config(
-                "huggingface.upstream must be http(s)".into(),
-            ));
-        }
-        let hosts = HostList::new(&base, &cfg.redirect_hosts)?;
+        let (base, client) =
+            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "huggingface.upstream")?;
         Ok(HfUpstream {
-            client: super::client(hosts)?,
+            client,
             base,
             token: cfg.token.clone(),
         })

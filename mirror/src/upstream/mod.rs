@@ -50,6 +50,22 @@ impl HostList {
     }
 }
 
+/// Parses an upstream base URL (`key` names the config key in errors) and builds its client,
+/// whose redirects may go only to the upstream's own origin and to `redirect_hosts`.
+pub(crate) fn base_and_client(
+    upstream: &str,
+    redirect_hosts: &[String],
+    key: &str,
+) -> Result<(url::Url, reqwest::Client), MirrorError> {
+    let base = url::Url::parse(upstream.trim_end_matches('/'))
+        .map_err(|e| MirrorError::Config(format!("{key}: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(MirrorError::Config(format!("{key} must be http(s)")));
+    }
+    let hosts = HostList::new(&base, redirect_hosts)?;
+    Ok((base, client(hosts)?))
+}
+
 /// Builds a client whose redirect policy enforces `hosts`.
 pub(crate) fn client(hosts: HostList) -> Result<reqwest::Client, MirrorError> {
     let policy = reqwest::redirect::Policy::custom(move |attempt| {

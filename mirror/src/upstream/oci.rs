@@ -5,7 +5,7 @@
 use reqwest::{header, StatusCode};
 use url::Url;
 
-use super::{describe, read_limited, FileResponse, HostList, OpenError};
+use super::{describe, read_limited, FileResponse, OpenError};
 use crate::config::{OllamaConfig, Secret};
 use crate::error::MirrorError;
 use crate::names::{OllamaName, Reference};
@@ -42,16 +42,10 @@ pub struct OciUpstream {
 impl OciUpstream {
     /// Builds the client from `[ollama]`.
     pub fn new(cfg: &OllamaConfig) -> Result<OciUpstream, MirrorError> {
-        let base = Url::parse(cfg.upstream.trim_end_matches('/'))
-            .map_err(|e| MirrorError::Config(format!("ollama.upstream: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(MirrorError::Config(
-                "ollama.upstream must be http(s)".into(),
-            ));
-        }
-        let hosts = HostList::new(&base, &cfg.redirect_hosts)?;
+        let (base, client) =
+            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "ollama.upstream")?;
         Ok(OciUpstream {
-            client: super::client(hosts)?,
+            client,
             base,
             token: cfg.token.clone(),
         })

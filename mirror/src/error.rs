@@ -15,6 +15,12 @@ pub enum MirrorError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another process (a running `airlock serve`, `reindex` or `fsck`) holds the data directory.
+    #[error("{} is locked by another airlock process (stop `airlock serve` first)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The index (sled) failed.
     #[error("index: {0}")]
     Index(#[from] sled::Error),

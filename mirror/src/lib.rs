@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod crash;
 mod error;
 mod flight;
 pub mod governance;
@@ -33,6 +34,6 @@ pub use names::{
 pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
 pub use policy::{Decision, OllamaDecision, Policy};
 pub use refusal::Refusal;
-pub use store::{DriftRecord, FileRecord, ReindexReport, Store};
+pub use store::{DriftRecord, FileRecord, FsckProblem, FsckReport, ReindexReport, Store};
 pub use typosquat::{check as check_typosquat, Suspicion, WellKnown};
 pub use upstream::oci::DOCKER_MANIFEST_V2;

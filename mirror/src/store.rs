@@ -23,6 +23,9 @@ use crate::names::{HfRepo, OllamaName, RepoPath, Revision, RevisionName, Tag};
 use crate::quarantine::{Quarantined, Writer};
 use crate::refusal::Refusal;
 
+mod fsck;
+pub use fsck::{FsckProblem, FsckReport};
+
 /// A verified, promoted file of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileRecord {
@@ -116,8 +119,47 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), MirrorError> {
     Ok(())
 }
 
+/// Takes the data directory's lock file (`airlock.lock`), without waiting.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, MirrorError> {
+    let path = data_dir.join("airlock.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(MirrorError::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(MirrorError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(MirrorError::io(path)(e)),
+    }
+}
+
+/// fsyncs a directory, so the entries created or renamed in it survive a crash.
+fn sync_dir(dir: &Path) -> Result<(), MirrorError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(MirrorError::io(dir))
+}
+
+/// Writes `bytes` to `tmp`, fsyncs it, renames it over `path` and fsyncs the directory: after a
+/// crash `path` holds either its old content or all of the new, never a torn or empty file.
+fn write_durable(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), MirrorError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(tmp).map_err(MirrorError::io(tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(MirrorError::io(tmp))?;
+    drop(f);
+    std::fs::rename(tmp, path).map_err(MirrorError::io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// The store.
 pub struct Store {
+    /// Held (exclusively locked) for the store's lifetime: one process per data directory, so
+    /// `airlock reindex` or `fsck` can never wipe a live server's quarantine or index.
+    _lock: std::fs::File,
     blobs: PathBuf,
     quarantine: PathBuf,
     manifests: PathBuf,
@@ -152,20 +194,25 @@ pub(crate) fn now_unix() -> u64 {
 
 impl Store {
     /// Opens (creating if needed) the store under `data_dir` and clears leftovers in quarantine.
+    /// Fails with [`MirrorError::Locked`] if another process has the directory open.
     pub fn open(data_dir: &Path) -> Result<Store, MirrorError> {
         let blobs = data_dir.join("blobs").join("sha256");
         let quarantine = data_dir.join("quarantine");
         let manifests = data_dir.join("manifests");
+        std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
+        let lock = lock_data_dir(data_dir)?;
         for dir in [&blobs, &manifests] {
             std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
         }
-        // Whatever is in quarantine at start-up belongs to a process that died mid-fetch.
+        // Whatever is in quarantine at start-up belongs to a process that died mid-fetch: the
+        // lock above proves no live process owns it.
         if quarantine.exists() {
             std::fs::remove_dir_all(&quarantine).map_err(MirrorError::io(&quarantine))?;
         }
         std::fs::create_dir_all(&quarantine).map_err(MirrorError::io(&quarantine))?;
         let db = sled::open(data_dir.join("index"))?;
         Ok(Store {
+            _lock: lock,
             blobs,
             quarantine,
             manifests,
@@ -216,15 +263,21 @@ impl Store {
     pub fn promote(&self, mut file: Quarantined) -> Result<Digest, MirrorError> {
         let digest = file.outcome().sha256;
         let target = self.blob_path(&digest);
+        crate::crash::point("promote.before");
         if !target.is_file() {
             let dir = target.parent().unwrap_or(&self.blobs);
-            std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
+            if !dir.is_dir() {
+                std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
+                // A new shard directory is itself an entry of `blobs/sha256/`: without this sync
+                // a crash could lose the directory, and with it the blob the index points at.
+                sync_dir(&self.blobs)?;
+            }
             std::fs::rename(file.path(), &target).map_err(MirrorError::io(&target))?;
             file.mark_promoted();
-            // Make the rename itself durable before the index points at it.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            crate::crash::point("promote.renamed");
+            // Make the rename itself durable before the index points at it. A failure here is
+            // returned, so nothing indexes a blob whose name may not survive a crash.
+            sync_dir(dir)?;
         }
         Ok(digest)
     }
@@ -312,8 +365,7 @@ impl Store {
             key: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        std::fs::write(&tmp, bytes).map_err(MirrorError::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(MirrorError::io(&path))?;
+        write_durable(&tmp, &path, &bytes)?;
         Self::put(
             &self.manifest_index,
             key(&[&repo.index_key(), &commit.hex()]),
@@ -337,8 +389,7 @@ impl Store {
                 key: path.display().to_string(),
                 detail: e.to_string(),
             })?;
-            std::fs::write(&tmp, bytes).map_err(MirrorError::io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(MirrorError::io(&path))?;
+            write_durable(&tmp, &path, &bytes)?;
         }
         self.put_oci_manifest(digest, rec)
     }
@@ -542,6 +593,7 @@ impl Store {
         path: &RepoPath,
         rec: &FileRecord,
     ) -> Result<(), MirrorError> {
+        crate::crash::point("index.file");
         Self::put(
             &self.files,
             key(&[&repo.index_key(), &commit.hex(), path.as_str()]),
@@ -665,6 +717,7 @@ impl Store {
 
     /// Records a verified, promoted OCI blob.
     pub fn put_blob_record(&self, rec: &FileRecord) -> Result<(), MirrorError> {
+        crate::crash::point("index.blob");
         Self::put(&self.oci_blobs, key(&[&rec.digest.hex()]), rec)
     }
 

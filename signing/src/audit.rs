@@ -119,6 +119,15 @@ pub enum AuditEvent {
         /// Who revoked it.
         revoked_by: String,
     },
+    /// An operator cut a torn last line off the log (`airlock audit recover`).
+    TornTailCut {
+        /// The log's length after the cut.
+        offset: u64,
+        /// How many bytes were cut.
+        len: u64,
+        /// Their sha256 (they are kept in the saved file).
+        sha256: Digest,
+    },
     /// The configuration was loaded or reloaded.
     ConfigReload {
         /// The sha256 of the configuration file's bytes.
@@ -772,6 +781,84 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
+/// What [`cut_torn_tail`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutTail {
+    /// The length the log was truncated to (where the torn line started).
+    pub offset: u64,
+    /// The torn bytes' length.
+    pub len: u64,
+    /// Their sha256, also recorded in the log.
+    pub sha256: Digest,
+    /// Where they were saved, for the operator to inspect.
+    pub saved: PathBuf,
+}
+
+/// Recovers a log whose last line was torn (a crash or a full disk mid-append): saves the torn
+/// bytes beside the log (`<log>.torn-<offset>`, never overwriting), fsyncs them, then truncates
+/// the log to the end of its last complete line and fsyncs it. Returns `None` if the log ends
+/// cleanly. Nothing complete is ever removed: only bytes after the last newline, which no
+/// verifier could accept as an entry. The caller then records the cut as an
+/// [`AuditEvent::TornTailCut`] entry, so the recovery itself is on the chain.
+pub fn cut_torn_tail(path: &Path) -> Result<Option<CutTail>, SigningError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| SigningError::Io { path: p, source }
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1)).map_err(io(path))?;
+    file.read_exact(&mut last).map_err(io(path))?;
+    if last[0] == b'\n' {
+        return Ok(None);
+    }
+    let offset = last_newline_before(&mut file, len)
+        .map_err(io(path))?
+        .map_or(0, |p| p + 1);
+    let torn_len = len - offset;
+    // A torn line is at most one entry plus its newline; anything longer is not a torn append
+    // but damage that an operator must look at by hand.
+    if torn_len > MAX_LINE as u64 + 1 {
+        return Err(SigningError::AuditEntry {
+            path: path.to_owned(),
+            problem: Problem {
+                line: count_lines(path)?,
+                kind: ProblemKind::TooLong,
+            },
+        });
+    }
+    let mut torn = vec![0u8; torn_len as usize];
+    file.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+    file.read_exact(&mut torn).map_err(io(path))?;
+    let mut saved = path.as_os_str().to_owned();
+    saved.push(format!(".torn-{offset}"));
+    let saved = PathBuf::from(saved);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&saved)
+        .map_err(io(&saved))?;
+    out.write_all(&torn)
+        .and_then(|()| out.sync_all())
+        .map_err(io(&saved))?;
+    file.set_len(offset).map_err(io(path))?;
+    file.sync_all().map_err(io(path))?;
+    Ok(Some(CutTail {
+        offset,
+        len: torn_len,
+        sha256: Digest::from_bytes(sha256(&torn)),
+        saved,
+    }))
+}
+
 /// Position of the last `\n` before byte `end`, scanning backwards in bounded chunks.
 fn last_newline_before(file: &mut File, end: u64) -> std::io::Result<Option<u64>> {
     const CHUNK: u64 = 64 * 1024;
@@ -1031,6 +1118,43 @@ mod tests {
                 }
             })
         );
+    }
+
+    #[test]
+    fn cut_torn_tail_saves_the_bytes_and_the_chain_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = five(dir.path());
+        assert_eq!(
+            cut_torn_tail(&path).unwrap(),
+            None,
+            "a clean log is left alone"
+        );
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        let torn = b"{\"event\":{\"kind\":\"downl";
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(torn).unwrap();
+        drop(f);
+        let cut = cut_torn_tail(&path).unwrap().expect("torn tail");
+        assert_eq!(cut.offset, good_len);
+        assert_eq!(cut.len, torn.len() as u64);
+        assert_eq!(std::fs::read(&cut.saved).unwrap(), torn);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        log.append(
+            &AuditEvent::TornTailCut {
+                offset: cut.offset,
+                len: cut.len,
+                sha256: cut.sha256,
+            },
+            at(100),
+        )
+        .unwrap();
+        let out = verify(&path, &[mirror_key().public()]).unwrap();
+        assert_eq!(out.first_problem, None);
+        assert_eq!(out.entries, 6);
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub enum SigningError {
     },
     /// The audit log's last line has no newline: a write was cut short (crash, full disk). The
     /// log is not extended until an operator has looked at it.
-    #[error("{}: the last line, starting at byte {offset}, is incomplete (a torn write); inspect it, then truncate the file to {offset} bytes to continue", path.display())]
+    #[error("{}: the last line, starting at byte {offset}, is incomplete (a torn write); run `airlock audit recover` to continue (it saves the torn bytes beside the log, cuts them off at byte {offset} and records the cut)", path.display())]
     TornTail {
         /// The log.
         path: PathBuf,

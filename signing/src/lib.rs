@@ -57,8 +57,9 @@ pub use approval::{
     RevocationRecord, Signed, SignedApproval, SignedRevocation, Source,
 };
 pub use audit::{
-    downloads_of, entries as log_entries, export as export_log, verify as verify_log, AuditEntry,
-    AuditEvent, AuditLog, Entries, Export, Head, Problem, ProblemKind, VerifyOutcome, MAX_LINE,
+    cut_torn_tail, downloads_of, entries as log_entries, export as export_log,
+    verify as verify_log, AuditEntry, AuditEvent, AuditLog, CutTail, Entries, Export, Head,
+    Problem, ProblemKind, VerifyOutcome, MAX_LINE,
 };
 pub use error::SigningError;
 pub use keys::{KeyId, KeyPair, PublicKey};

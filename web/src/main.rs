@@ -25,6 +25,9 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Rebuild the index from the data directory's blobs and listings (server stopped).
     Reindex(cmd::reindex::ReindexArgs),
+    /// Check the data directory: blobs hash to their names, index records reach existing blobs
+    /// (server stopped; exit 0 consistent, 1 problems; --repair removes what cannot be vouched for).
+    Fsck(cmd::fsck::FsckArgs),
     /// Scan model files for code execution and loader attacks (exit 0 clean, 1 findings, 2 error).
     Scan(cmd::scan::ScanArgs),
     /// Verify a model's signature (exit 0 verified, 1 failed, 2 error).
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Reindex(args) => cmd::reindex::run(args),
+        Command::Fsck(args) => cmd::fsck::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Keygen(args) => cmd::gov::keygen(args),

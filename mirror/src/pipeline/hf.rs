@@ -292,8 +292,10 @@ impl Mirror {
         let key = (snap.repo.index_key(), snap.commit, path.clone());
         let store = self.store.clone();
         let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
+        // A record whose blob is gone (a crash before the blob's directory was durable, or an
+        // operator's hand) is not Ready: fetch and verify the file again instead of a 500.
         let settled = || match store.get_file(&repo, commit, &path2) {
-            Ok(Some(rec)) => Some(Fetched::Ready(rec)),
+            Ok(Some(rec)) if store.has_blob(&rec.digest) => Some(Fetched::Ready(rec)),
             _ => None,
         };
         let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());

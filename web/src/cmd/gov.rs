@@ -224,6 +224,13 @@ pub enum AuditCmd {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Recover from a torn last line (a crash or a full disk mid-append, which stops `serve`):
+    /// saves the torn bytes to `audit.log.torn-<offset>`, cuts them off, and records the cut as a
+    /// signed entry. Complete lines are never touched. The server must be stopped.
+    Recover {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Who downloaded what under an approval, and when.
     Downloads {
         /// The approval (`appr-…`).
@@ -864,6 +871,40 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
             for line in signing::export_log(&path, since)? {
                 writeln!(out, "{}", line?)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Recover { data } => {
+            let dir = data_dir(&data)?;
+            // The data directory's lock keeps a live server (the log's only writer) out.
+            let _store =
+                mirror::Store::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+            let path = dir.join("audit.log");
+            let Some(cut) = signing::cut_torn_tail(&path)? else {
+                println!(
+                    "{}: ends with a complete line; nothing to recover",
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let key = signing::KeyPair::read_private(&dir.join("mirror.key"))
+                .context("reading the mirror key")?;
+            let log = signing::AuditLog::open(&path, key)?;
+            log.append(
+                &signing::AuditEvent::TornTailCut {
+                    offset: cut.offset,
+                    len: cut.len,
+                    sha256: cut.sha256,
+                },
+                now()?,
+            )?;
+            println!(
+                "{}: cut {} torn bytes at offset {} (saved to {}, sha256 {}); the cut is recorded in the log",
+                path.display(),
+                cut.len,
+                cut.offset,
+                cut.saved.display(),
+                cut.sha256
+            );
             Ok(ExitCode::SUCCESS)
         }
         AuditCmd::Downloads {

@@ -79,6 +79,9 @@ pub struct GovernanceConfig {
     /// 2 GiB): any client can ask for any name, so this bounds what one request can make Airlock
     /// download. Larger versions are fetched when a reviewer runs `airlock approve`.
     pub prefetch_max_bytes: Option<u64>,
+    /// Repeated downloads of one file by one client within this many seconds are audited as one
+    /// `download` entry plus one `download_repeats` count (default 60; 0 audits every request).
+    pub download_audit_window_secs: Option<u64>,
 }
 
 /// `[huggingface]`

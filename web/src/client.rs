@@ -22,12 +22,3 @@ pub fn describe(req: &HttpRequest) -> String {
         None => addr,
     }
 }
-
-/// Whether a GET with this `Range` starts a download (no range, or one from byte 0): later parts
-/// of a ranged download are not audited again.
-pub fn starts_download(range: Option<&str>) -> bool {
-    match range.and_then(|r| r.trim().strip_prefix("bytes=")) {
-        None => true,
-        Some(spec) => spec.trim_start().starts_with("0-"),
-    }
-}

@@ -3,6 +3,7 @@
 //! hash-chained audit log. The records and the log are files (the sources of truth); this module
 //! keeps an in-memory index over the records and the requests in the store.
 
+mod downloads;
 mod licence;
 mod requests;
 
@@ -97,6 +98,7 @@ pub struct Governance {
     admin_token: Option<Secret>,
     prefetch_requests: bool,
     prefetch_max_bytes: u64,
+    downloads: downloads::DownloadFold,
 }
 
 fn signing_err(e: signing::SigningError) -> MirrorError {
@@ -148,6 +150,9 @@ impl Governance {
             admin_token: cfg.governance.admin_token.clone(),
             prefetch_requests: cfg.governance.prefetch_requests.unwrap_or(true),
             prefetch_max_bytes: cfg.governance.prefetch_max_bytes.unwrap_or(2 << 30),
+            downloads: downloads::DownloadFold::new(std::time::Duration::from_secs(
+                cfg.governance.download_audit_window_secs.unwrap_or(60),
+            )),
         };
         gov.reload()?;
         Ok(gov)
@@ -323,6 +328,31 @@ impl Governance {
     pub fn audit(&self, event: AuditEvent) {
         if let Err(e) = self.audit.append(&event, now()) {
             tracing::error!(error = %e, "audit log append failed");
+        }
+    }
+
+    /// Audits a download, folding repeats within the configured window (see
+    /// [`downloads`](self::downloads)). Blocking (an fsync when an entry is written).
+    pub fn audit_download(&self, event: AuditEvent) {
+        for e in self
+            .downloads
+            .record(event, now(), std::time::Instant::now())
+        {
+            self.audit(e);
+        }
+    }
+
+    /// Writes the counts of download windows that have closed. Blocking; run periodically.
+    pub fn close_download_windows(&self) {
+        for e in self.downloads.close_expired(std::time::Instant::now()) {
+            self.audit(e);
+        }
+    }
+
+    /// Writes the counts of every open download window (at shutdown). Blocking.
+    pub fn close_all_download_windows(&self) {
+        for e in self.downloads.close_all() {
+            self.audit(e);
         }
     }
 

@@ -119,6 +119,22 @@ impl Mirror {
         let hf = Arc::new(HfUpstream::new(&cfg.huggingface)?);
         let oci = Arc::new(OciUpstream::new(&cfg.ollama)?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
+        // Download windows close on a timer, so a count is written even if no request follows.
+        let window = cfg.governance.download_audit_window_secs.unwrap_or(60);
+        if window > 0 {
+            let (gov, rt2) = (Arc::downgrade(&gov), rt.clone());
+            rt.spawn(async move {
+                let mut tick =
+                    tokio::time::interval(std::time::Duration::from_secs(window.div_ceil(4)));
+                loop {
+                    tick.tick().await;
+                    let Some(gov) = gov.upgrade() else { break };
+                    let _ = rt2
+                        .spawn_blocking(move || gov.close_download_windows())
+                        .await;
+                }
+            });
+        }
         Ok(Arc::new_cyclic(|me| Mirror {
             store,
             gov,
@@ -140,8 +156,9 @@ impl Mirror {
         }))
     }
 
-    /// Records in the audit log that `client` downloaded `file` of `name` at `revision`. The
-    /// append (an fsync) runs off the caller's thread.
+    /// Records in the audit log that `client` downloaded `file` of `name` at `revision`; repeats
+    /// within the download window are counted, not written one by one. The append (an fsync)
+    /// runs off the caller's thread.
     pub fn audit_download(
         &self,
         client: &str,
@@ -160,7 +177,13 @@ impl Mirror {
             digest,
             approval,
         };
-        self.rt.spawn_blocking(move || gov.audit(event));
+        self.rt.spawn_blocking(move || gov.audit_download(event));
+    }
+
+    /// Writes what is pending in the audit log (open download windows' counts). Blocking; call
+    /// once the server has stopped taking requests.
+    pub fn flush_audit(&self) {
+        self.gov.close_all_download_windows();
     }
 
     /// The governance state (approvals, requests, audit log).

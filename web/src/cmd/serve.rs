@@ -47,6 +47,7 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   public_url = \"https://airlock.example\"             shown in \"request … pending review at …\"
   prefetch_requests = true                           fetch + scan requested versions in background
   prefetch_max_bytes = 2147483648                    …up to this size per version
+  download_audit_window_secs = 60                    repeats of a download in this window: one count
   [policy]
   mode = \"allowlist\"                                 or \"open\"
   licenses = [\"apache-2.0\", \"mit\"]                   approvable without an override
@@ -102,7 +103,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             sha256: verifier::Digest::of(&config_bytes),
         });
     tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), upstream = %cfg.huggingface.upstream, "airlock serving");
-    let data = web::Data::new(mirror);
+    let data = web::Data::new(mirror.clone());
     let listen = cfg.listen;
     let oci = crate::ollama::OllamaSettings {
         blob_url: cfg.ollama.blob_url.clone(),
@@ -132,6 +133,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("server")
     });
+    // The server has drained its requests: write the open download windows' counts.
+    mirror.flush_audit();
     engine.shutdown_background();
     result.map(|()| ExitCode::SUCCESS)
 }

@@ -276,7 +276,7 @@ async fn resolve(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    if !head && crate::client::starts_download(range) {
+    if !head {
         mirror.audit_download(
             &crate::client::describe(req),
             snap.repo.policy_name(),

@@ -170,7 +170,7 @@ async fn blob_route(
         } else {
             Some(mirror.open_blob(&rec).await?)
         };
-        if !head && crate::client::starts_download(range) {
+        if !head {
             mirror.audit_download(
                 &crate::client::describe(req),
                 name.to_string(),

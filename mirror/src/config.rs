@@ -27,6 +27,17 @@ pub struct Config {
     pub governance: GovernanceConfig,
     /// `[[trust]]` rules: which repos must carry which signature.
     pub trust: Vec<TrustRule>,
+    /// The blob store.
+    pub store: StoreConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Keep the blobs under this many bytes: least-recently-served blobs that no approval or pin
+    /// needs are evicted (and fetched again if asked for). None: no limit.
+    pub max_bytes: Option<u64>,
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -200,6 +211,7 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             trust: Vec::new(),
             policy: PolicyConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }

@@ -23,7 +23,8 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
+    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, StoreConfig,
+    ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};
@@ -34,6 +35,8 @@ pub use names::{
 pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
 pub use policy::{Decision, OllamaDecision, Policy};
 pub use refusal::Refusal;
-pub use store::{DriftRecord, FileRecord, FsckProblem, FsckReport, ReindexReport, Store};
+pub use store::{
+    DriftRecord, EvictReport, FileRecord, FsckProblem, FsckReport, ReindexReport, Store,
+};
 pub use typosquat::{check as check_typosquat, Suspicion, WellKnown};
 pub use upstream::oci::DOCKER_MANIFEST_V2;

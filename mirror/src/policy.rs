@@ -174,6 +174,15 @@ impl Policy {
         })
     }
 
+    /// Every commit an HF rule pins and every manifest an Ollama rule pins: what the cache must
+    /// keep (eviction never drops what a pin serves).
+    pub fn pins(&self) -> (Vec<Revision>, Vec<Digest>) {
+        (
+            self.rules.iter().filter_map(|r| r.pin).collect(),
+            self.ollama.iter().filter_map(|r| r.pin).collect(),
+        )
+    }
+
     /// Decides for an Ollama reference. A rule that names a tag approves only that tag (and its
     /// pinned manifest, if any); a pinned model may also be asked for by its pinned digest.
     pub fn decide_ollama(&self, name: &OllamaName, reference: &Reference) -> OllamaDecision {

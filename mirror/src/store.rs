@@ -23,7 +23,9 @@ use crate::names::{HfRepo, OllamaName, RepoPath, Revision, RevisionName, Tag};
 use crate::quarantine::{Quarantined, Writer};
 use crate::refusal::Refusal;
 
+mod evict;
 mod fsck;
+pub use evict::EvictReport;
 pub use fsck::{FsckProblem, FsckReport};
 
 /// A verified, promoted file of a commit.
@@ -142,16 +144,29 @@ fn sync_dir(dir: &Path) -> Result<(), MirrorError> {
         .map_err(MirrorError::io(dir))
 }
 
-/// Writes `bytes` to `tmp`, fsyncs it, renames it over `path` and fsyncs the directory: after a
-/// crash `path` holds either its old content or all of the new, never a torn or empty file.
-fn write_durable(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), MirrorError> {
+/// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
+/// the directory: after a crash `path` holds either its old content or all of the new, never a
+/// torn or empty file. Each call has its own temporary name (`create_new`), so concurrent writers
+/// of the same record (same content: records are named by what they hold) cannot collide.
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), MirrorError> {
     use std::io::Write;
-    let mut f = std::fs::File::create(tmp).map_err(MirrorError::io(tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(MirrorError::io(tmp))?;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(MirrorError::io(&tmp))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
-    std::fs::rename(tmp, path).map_err(MirrorError::io(path))?;
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(MirrorError::io(path)(e));
+    }
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -177,6 +192,10 @@ pub struct Store {
     pub(crate) requests: sled::Tree,
     /// Signature verdicts per (repo, commit).
     pub(crate) signed: sled::Tree,
+    /// Bytes under `blobs/` (measured at open, then kept by promotion and eviction).
+    blob_bytes: std::sync::atomic::AtomicU64,
+    /// Held by an eviction pass.
+    evicting: std::sync::Mutex<()>,
 }
 
 fn key(parts: &[&str]) -> Vec<u8> {
@@ -211,7 +230,7 @@ impl Store {
         }
         std::fs::create_dir_all(&quarantine).map_err(MirrorError::io(&quarantine))?;
         let db = sled::open(data_dir.join("index"))?;
-        Ok(Store {
+        let store = Store {
             _lock: lock,
             blobs,
             quarantine,
@@ -228,7 +247,14 @@ impl Store {
             oci_drift: db.open_tree("oci_drift")?,
             requests: db.open_tree("requests")?,
             signed: db.open_tree("signed")?,
-        })
+            blob_bytes: std::sync::atomic::AtomicU64::new(0),
+            evicting: std::sync::Mutex::new(()),
+        };
+        store.blob_bytes.store(
+            evict::measure(&store)?,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(store)
     }
 
     /// Path of a promoted blob.
@@ -274,6 +300,8 @@ impl Store {
             }
             std::fs::rename(file.path(), &target).map_err(MirrorError::io(&target))?;
             file.mark_promoted();
+            self.blob_bytes
+                .fetch_add(file.outcome().len, std::sync::atomic::Ordering::Relaxed);
             crate::crash::point("promote.renamed");
             // Make the rename itself durable before the index points at it. A failure here is
             // returned, so nothing indexes a blob whose name may not survive a crash.
@@ -360,12 +388,11 @@ impl Store {
         let dir = self.manifests.join("hf").join(repo.index_key());
         std::fs::create_dir_all(&dir).map_err(MirrorError::io(&dir))?;
         let path = dir.join(format!("{}.json", commit.hex()));
-        let tmp = dir.join(format!("{}.json.tmp", commit.hex()));
         let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| MirrorError::Corrupt {
             key: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        write_durable(&tmp, &path, &bytes)?;
+        write_durable(&path, &bytes)?;
         Self::put(
             &self.manifest_index,
             key(&[&repo.index_key(), &commit.hex()]),
@@ -384,12 +411,11 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(MirrorError::io(&dir))?;
         let path = dir.join(format!("{}.json", digest.hex()));
         if !path.exists() {
-            let tmp = dir.join(format!("{}.json.tmp", digest.hex()));
             let bytes = serde_json::to_vec_pretty(rec).map_err(|e| MirrorError::Corrupt {
                 key: path.display().to_string(),
                 detail: e.to_string(),
             })?;
-            write_durable(&tmp, &path, &bytes)?;
+            write_durable(&path, &bytes)?;
         }
         self.put_oci_manifest(digest, rec)
     }

@@ -28,6 +28,9 @@ enum Command {
     /// Check the data directory: blobs hash to their names, index records reach existing blobs
     /// (server stopped; exit 0 consistent, 1 problems; --repair removes what cannot be vouched for).
     Fsck(cmd::fsck::FsckArgs),
+    /// Evict least-recently-served blobs down to [store] max_bytes (server stopped; serve does
+    /// this by itself); approved and pinned blobs stay unless --force.
+    Gc(cmd::gc::GcArgs),
     /// Scan model files for code execution and loader attacks (exit 0 clean, 1 findings, 2 error).
     Scan(cmd::scan::ScanArgs),
     /// Verify a model's signature (exit 0 verified, 1 failed, 2 error).
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Reindex(args) => cmd::reindex::run(args),
         Command::Fsck(args) => cmd::fsck::run(args),
+        Command::Gc(args) => cmd::gc::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Keygen(args) => cmd::gov::keygen(args),

@@ -312,6 +312,24 @@ impl Governance {
         )
     }
 
+    /// Every blob a usable (unrevoked, unexpired) approval pins: its files, and for Ollama its
+    /// manifest. Eviction keeps these.
+    pub fn needed_blobs(&self) -> std::collections::HashSet<verifier::Digest> {
+        let now = now();
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::collections::HashSet::new();
+        for a in index.by_name.values().flatten() {
+            if a.revoked.is_some() || a.record.is_expired(now) {
+                continue;
+            }
+            out.extend(a.record.files.iter().map(|f| f.sha256));
+            if let Ok(d) = a.record.revision.parse::<verifier::Digest>() {
+                out.insert(d);
+            }
+        }
+        out
+    }
+
     /// Names with at least one usable approval (for typosquat checks).
     pub fn approved_names(&self, source: Source) -> Vec<String> {
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());

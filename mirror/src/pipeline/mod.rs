@@ -135,7 +135,7 @@ impl Mirror {
                 }
             });
         }
-        Ok(Arc::new_cyclic(|me| Mirror {
+        let mirror = Arc::new_cyclic(|me| Mirror {
             store,
             gov,
             well_known: WellKnown::shipped(),
@@ -153,7 +153,44 @@ impl Mirror {
             blob_flights: SingleFlight::new(rt.clone()),
             manifest_flights: SingleFlight::new(rt.clone()),
             rt,
-        }))
+        });
+        // The cache limit is kept by a pass whenever promotions have pushed the store over it.
+        if let Some(max) = cfg.store.max_bytes {
+            let (me, store, rt2) = (
+                Arc::downgrade(&mirror),
+                mirror.store.clone(),
+                mirror.rt.clone(),
+            );
+            mirror.rt.spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+                loop {
+                    tick.tick().await;
+                    if store.blob_bytes() <= max {
+                        continue;
+                    }
+                    let Some(mirror) = me.upgrade() else { break };
+                    let pass = rt2.spawn_blocking(move || mirror.gc(max, false)).await;
+                    match pass {
+                        Ok(Ok(r)) if !r.evicted.is_empty() => tracing::info!(
+                            evicted = r.evicted.len(),
+                            before = r.before,
+                            after = r.after,
+                            "cache over [store] max_bytes: evicted least recently served blobs"
+                        ),
+                        Ok(Ok(r)) if r.after > max => tracing::warn!(
+                            after = r.after,
+                            max,
+                            needed = r.kept_needed,
+                            "cache over [store] max_bytes, but what is left is approved or pinned"
+                        ),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "cache eviction failed"),
+                        Err(e) => tracing::error!(error = %e, "cache eviction task failed"),
+                    }
+                }
+            });
+        }
+        Ok(mirror)
     }
 
     /// Records in the audit log that `client` downloaded `file` of `name` at `revision`; repeats
@@ -184,6 +221,28 @@ impl Mirror {
     /// once the server has stopped taking requests.
     pub fn flush_audit(&self) {
         self.gov.close_all_download_windows();
+    }
+
+    /// Evicts least-recently-served blobs until the store holds at most `target` bytes. What an
+    /// approval or a config pin needs stays unless `force`. Blocking.
+    pub fn gc(&self, target: u64, force: bool) -> Result<crate::store::EvictReport, MirrorError> {
+        let mut needed = self.gov.needed_blobs();
+        let (commits, manifests) = self.policy.pins();
+        for commit in &commits {
+            needed.extend(self.store.file_digests_at(commit)?);
+        }
+        for m in manifests {
+            needed.insert(m);
+            if let Ok(bytes) = self
+                .store
+                .read_small_blob(&m, crate::upstream::oci::MAX_MANIFEST as u64)
+            {
+                if let Ok(layers) = ollama::parse_manifest(&bytes) {
+                    needed.extend(layers.into_iter().map(|(d, _)| d));
+                }
+            }
+        }
+        self.store.evict_to(target, &needed, force)
     }
 
     /// The governance state (approvals, requests, audit log).
@@ -222,6 +281,11 @@ impl Mirror {
     /// Opens a promoted blob for serving.
     pub async fn open_blob(&self, rec: &FileRecord) -> Result<std::fs::File, MirrorError> {
         let (store, digest) = (self.store.clone(), rec.digest);
-        self.blocking(move || store.open_blob(&digest)).await
+        self.blocking(move || {
+            let file = store.open_blob(&digest)?;
+            store.touch(&file);
+            Ok(file)
+        })
+        .await
     }
 }

@@ -199,7 +199,7 @@ impl Store {
 
     /// Every file under `blobs/sha256/`, with the digest its name states (None: not a digest, or
     /// not in the shard its name says).
-    fn blob_files(&self) -> Result<Vec<(PathBuf, Option<Digest>)>, MirrorError> {
+    pub(super) fn blob_files(&self) -> Result<Vec<(PathBuf, Option<Digest>)>, MirrorError> {
         let mut out = Vec::new();
         for shard in std::fs::read_dir(&self.blobs).map_err(MirrorError::io(&self.blobs))? {
             let shard = shard.map_err(MirrorError::io(&self.blobs))?.path();

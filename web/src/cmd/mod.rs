@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod fsck;
+pub mod gc;
 pub mod gov;
 pub mod reindex;
 pub mod scan;

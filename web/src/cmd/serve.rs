@@ -48,6 +48,8 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   prefetch_requests = true                           fetch + scan requested versions in background
   prefetch_max_bytes = 2147483648                    …up to this size per version
   download_audit_window_secs = 60                    repeats of a download in this window: one count
+  [store]
+  max_bytes = 500000000000                           evict least recently served unneeded blobs
   [policy]
   mode = \"allowlist\"                                 or \"open\"
   licenses = [\"apache-2.0\", \"mit\"]                   approvable without an override

@@ -93,6 +93,14 @@ pub struct GovernanceConfig {
     /// Repeated downloads of one file by one client within this many seconds are audited as one
     /// `download` entry plus one `download_repeats` count (default 60; 0 audits every request).
     pub download_audit_window_secs: Option<u64>,
+    /// New review requests one client may cause per hour (default 100); past it the client is
+    /// refused as not approved and nothing is recorded.
+    pub requests_per_client_hour: Option<usize>,
+    /// Review-request records the mirror keeps at most (default 10000).
+    pub max_requests: Option<usize>,
+    /// Bytes that review-request prefetches may fetch per rolling day (default 20 GiB); past it
+    /// requests are recorded but not prefetched.
+    pub prefetch_quota_bytes: Option<u64>,
 }
 
 /// `[huggingface]`

@@ -3,6 +3,7 @@
 //! hash-chained audit log. The records and the log are files (the sources of truth); this module
 //! keeps an in-memory index over the records and the requests in the store.
 
+mod budget;
 mod downloads;
 mod licence;
 mod requests;
@@ -99,6 +100,7 @@ pub struct Governance {
     prefetch_requests: bool,
     prefetch_max_bytes: u64,
     downloads: downloads::DownloadFold,
+    budget: budget::Budget,
 }
 
 fn signing_err(e: signing::SigningError) -> MirrorError {
@@ -134,6 +136,7 @@ impl Governance {
             .unwrap_or_else(|| format!("http://{}", cfg.listen))
             .trim_end_matches('/')
             .to_owned();
+        let request_records = store.requests.len();
         let gov = Governance {
             trusted,
             approvals_dir,
@@ -150,6 +153,14 @@ impl Governance {
             admin_token: cfg.governance.admin_token.clone(),
             prefetch_requests: cfg.governance.prefetch_requests.unwrap_or(true),
             prefetch_max_bytes: cfg.governance.prefetch_max_bytes.unwrap_or(2 << 30),
+            budget: budget::Budget::new(
+                budget::Limits {
+                    per_client_hour: cfg.governance.requests_per_client_hour.unwrap_or(100),
+                    max_requests: cfg.governance.max_requests.unwrap_or(10_000),
+                    prefetch_quota: cfg.governance.prefetch_quota_bytes.unwrap_or(20 << 30),
+                },
+                request_records,
+            ),
             downloads: downloads::DownloadFold::new(std::time::Duration::from_secs(
                 cfg.governance.download_audit_window_secs.unwrap_or(60),
             )),
@@ -347,6 +358,11 @@ impl Governance {
         if let Err(e) = self.audit.append(&event, now()) {
             tracing::error!(error = %e, "audit log append failed");
         }
+    }
+
+    /// What anonymous clients may still make the mirror do (review requests, prefetches).
+    pub(crate) fn budget(&self) -> &budget::Budget {
+        &self.budget
     }
 
     /// Audits a download, folding repeats within the configured window (see

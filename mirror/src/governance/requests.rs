@@ -133,6 +133,22 @@ impl Governance {
         let now = now();
         let existing: Option<RequestRecord> = Store::get(&self.store.requests, &key(&id))?;
         let is_new = existing.is_none();
+        if is_new {
+            if let Err(over) = self
+                .budget()
+                .take_request(client, std::time::Instant::now())
+            {
+                // Nothing is recorded or audited per request here: that is what the budget bounds.
+                tracing::warn!(%client, %name, ?over, "review-request budget spent; not recorded");
+                return Ok((
+                    Refusal::NotApproved {
+                        name: name.to_owned(),
+                        request: None,
+                    },
+                    None,
+                ));
+            }
+        }
         let mut rec = existing.unwrap_or_else(|| RequestRecord {
             id: id.clone(),
             source,

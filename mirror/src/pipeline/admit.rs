@@ -51,7 +51,30 @@ impl Mirror {
                     })
                 }
                 Err(Refusal::NotApproved { .. }) => {
-                    self.unapproved(source, name, asked, client).await?
+                    let refusal = self.unapproved(source, name, asked, client).await?;
+                    // No request noted: the client's review-request budget is spent. Audit that
+                    // once a minute per client, not once per name it floods us with.
+                    if let Refusal::NotApproved { request: None, .. } = &refusal {
+                        let now = std::time::Instant::now();
+                        if let Some(skipped) = self.gov.budget().note_refused(client, now) {
+                            let (gov, event) = (
+                                self.gov.clone(),
+                                AuditEvent::Refusal {
+                                    client: client.to_owned(),
+                                    name: name.to_owned(),
+                                    revision: Some(asked.to_owned()),
+                                    reason: format!(
+                                        "{refusal} (review-request budget spent; {skipped} \
+                                         such refusals of this client before this one \
+                                         were not logged one by one)"
+                                    ),
+                                },
+                            );
+                            self.rt.spawn_blocking(move || gov.audit(event));
+                        }
+                        return Ok(Admit::Refused(refusal));
+                    }
+                    refusal
                 }
                 Err(r) => r,
             },
@@ -106,8 +129,28 @@ impl Mirror {
         if let Some(rec) = new.filter(|_| self.gov.prefetch_requests()) {
             if let Some(me) = self.me.upgrade() {
                 self.rt.spawn(async move {
-                    let cap = Some(me.gov.prefetch_max_bytes());
-                    let report = me.prepare(rec.source, &rec.name, &rec.revision, cap).await;
+                    let cap = me.gov.prefetch_max_bytes();
+                    let budget = me.gov.budget();
+                    // The semaphore is never closed, so acquire fails only if it were.
+                    let Ok(_slot) = budget.prefetch_slots.acquire().await else {
+                        return;
+                    };
+                    let report = match budget.reserve_prefetch(cap, std::time::Instant::now()) {
+                        Some(reservation) => {
+                            let report =
+                                me.prepare(rec.source, &rec.name, &rec.revision, Some(cap)).await;
+                            let used = match &report {
+                                Ok(p) => p.files.iter().map(|f| f.size).sum(),
+                                Err(_) => cap,
+                            };
+                            budget.settle_prefetch(reservation, used);
+                            report
+                        }
+                        None => Err("not prefetched: today's prefetch quota \
+                                     ([governance] prefetch_quota_bytes) is used up; \
+                                     `airlock approve` fetches it"
+                            .to_owned()),
+                    };
                     if let Err(e) = me.gov.attach_report(&rec.id, report) {
                         tracing::warn!(request = %rec.id, error = %e, "could not store the request's report");
                     }

@@ -48,6 +48,9 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   prefetch_requests = true                           fetch + scan requested versions in background
   prefetch_max_bytes = 2147483648                    …up to this size per version
   download_audit_window_secs = 60                    repeats of a download in this window: one count
+  requests_per_client_hour = 100                     new review requests one client may cause
+  max_requests = 10000                               review-request records kept at most
+  prefetch_quota_bytes = 21474836480                 review prefetch bytes per rolling day
   [store]
   max_bytes = 500000000000                           evict least recently served unneeded blobs
   [policy]

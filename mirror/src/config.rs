@@ -163,6 +163,10 @@ pub struct AllowRule {
     pub tag: Option<String>,
     /// Optional manifest digest pin (`sha256:…`) for an `ollama` rule with a `tag`.
     pub manifest: Option<String>,
+    /// For an `hf` rule: serve pull-request refs (`refs/pr/N`). Off by default: anyone can open a
+    /// pull request on any Hub repo, so its files are not the owner's.
+    #[serde(default)]
+    pub allow_pr_refs: bool,
 }
 
 /// A secret string whose `Debug` never shows the value, so it cannot leak into logs.

@@ -31,7 +31,7 @@ pub use names::{
     Tag,
 };
 pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
-pub use policy::{Decision, OllamaDecision, Policy};
+pub use policy::{Decision, DigestCover, OllamaDecision, Policy};
 pub use refusal::Refusal;
 pub use store::{DriftRecord, FileRecord, ReindexReport, Store};
 pub use typosquat::{check as check_typosquat, Suspicion, WellKnown};

@@ -66,6 +66,13 @@ impl Mirror {
             }
             None => None,
         };
+        // A pinned rule or an approval maps every name to its commit; only an unpinned rule would
+        // resolve a pull request's head, which is anyone's upload.
+        if pin.is_none() {
+            if let Some(r) = self.hf_revision_scope(repo, rev) {
+                return Ok(Lookup::Refused(r));
+            }
+        }
         let snap = self.resolve_snapshot(repo, rev, pin).await?;
         Ok(match snap {
             Lookup::Found(mut s) => {

@@ -10,6 +10,7 @@ mod fetch;
 mod hf;
 mod ollama;
 mod prepare;
+mod scope;
 mod signed;
 
 use std::sync::{Arc, Weak};

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import request, toml_str
+from conftest import EVIL, TINY, TINY_PR1, as_bytes, hf_call, request, sha256, start_airlock, toml_str
 from ollama_support import (DOCKER_MANIFEST, ollama_model, ollama_pull, oci_error, rule, start_airlock_ollama,
                             start_registry)
 
@@ -144,3 +144,54 @@ def test_a_pinned_tag_rule_does_not_serve_a_refused_tags_blobs(registry, models,
                 assert_not_served(a, f"/v2/library/tiny/blobs/{d}{q}", data)
     finally:
         a.stop()
+
+
+# ---- Hugging Face ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_boundary(fake_hub, tmp_path_factory):
+    """Only acme/tiny is allowed (unpinned, no `allow_pr_refs`); acme/evil is refused and prefetched for review."""
+    policy = f"""
+[policy]
+mode = "allowlist"
+[[policy.allow]]
+hf = "acme/tiny"
+{GOVERNANCE}"""
+    a = start_airlock(tmp_path_factory.mktemp("hf-boundary"), fake_hub, policy=policy)
+    try:
+        st, h, _ = request(a, "GET", "/api/models/acme/evil/revision/main")
+        assert st == 404 and h["X-Error-Code"] == "RepoNotFound", st
+        prefetched(a, "acme/evil", "main")
+        yield a
+    finally:
+        a.stop()
+
+
+def test_hf_another_repos_commit_is_not_served_through_an_allowed_repos_path(hf_boundary, fake_hub, tmp_path):
+    evil = fake_hub.sha("acme/evil")
+    st, h, body = request(hf_boundary, "GET", f"/api/models/acme/tiny/revision/{evil}")
+    assert st == 404 and h["X-Error-Code"] == "RevisionNotFound", (st, body[:300])
+    for path in ("model.safetensors", "config.json"):
+        st, h, body = request(hf_boundary, "GET", f"/acme/tiny/resolve/{evil}/{path}")
+        assert st == 404 and body != as_bytes(EVIL[path]), (path, st)
+        assert h["X-Error-Code"] in ("RevisionNotFound", "EntryNotFound"), h["X-Error-Code"]
+    out = hf_call(hf_boundary, tmp_path / "home", {"op": "download", "repo": "acme/tiny",
+                                                    "filename": "model.safetensors", "revision": evil})
+    assert not out["ok"], out
+
+
+def test_hf_pull_request_ref_is_refused_under_an_unpinned_rule(hf_boundary, fake_hub, tmp_path):
+    asked_before = fake_hub.count(contains="refs/pr/1")
+    st, h, body = request(hf_boundary, "GET", "/api/models/acme/tiny/revision/refs%2Fpr%2F1")
+    assert st == 404 and h["X-Error-Code"] == "RevisionNotFound", (st, body[:300])
+    assert "pull request" in json.loads(body)["error"] and "allow_pr_refs" in h["X-Error-Message"], body
+    st, h, body = request(hf_boundary, "GET", "/acme/tiny/resolve/refs%2Fpr%2F1/config.json")
+    assert st == 404 and h["X-Error-Code"] == "RevisionNotFound" and body != as_bytes(TINY_PR1["config.json"])
+    # The real client shows the reason.
+    out = hf_call(hf_boundary, tmp_path / "home", {"op": "download", "repo": "acme/tiny",
+                                                    "filename": "config.json", "revision": "refs/pr/1"})
+    assert not out["ok"] and "pull request" in out["message"], out
+    # Nothing of the pull request was asked upstream.
+    assert fake_hub.count(contains="refs/pr/1") == asked_before
+    # The main branch is unaffected.
+    out = hf_call(hf_boundary, tmp_path / "home2", {"op": "download", "repo": "acme/tiny", "filename": "config.json"})
+    assert out["ok"] and out["sha256"] == sha256(as_bytes(TINY["config.json"])), out

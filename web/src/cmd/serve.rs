@@ -53,6 +53,7 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   [[policy.allow]]
   hf = \"org/repo\"                                    or \"datasets/org/repo\", \"org/*\", \"gpt2\"
   revision = \"<40-hex commit>\"                       optional pin; the repo is served only at it
+  allow_pr_refs = true                               serve refs/pr/N (off: anyone can open a PR)
   [[policy.allow]]
   ollama = \"library/llama3\"                          or \"namespace/*\"
   tag = \"8b\"                                         optional: only this tag

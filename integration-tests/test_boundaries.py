@@ -10,11 +10,17 @@ The upstream is Debian's docker-registry (distribution), which itself answers 40
 from __future__ import annotations
 
 import json
+import os
+import select
+import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import EVIL, TINY, TINY_PR1, as_bytes, hf_call, request, sha256, start_airlock, toml_str
+from conftest import (EVIL, TINY, TINY_PR1, airlock_bin, as_bytes, hf_call, request, sha256, start_airlock,
+                      toml_str)
 from ollama_support import (DOCKER_MANIFEST, ollama_model, ollama_pull, oci_error, rule, start_airlock_ollama,
                             start_registry)
 
@@ -195,3 +201,104 @@ def test_hf_pull_request_ref_is_refused_under_an_unpinned_rule(hf_boundary, fake
     # The main branch is unaffected.
     out = hf_call(hf_boundary, tmp_path / "home2", {"op": "download", "repo": "acme/tiny", "filename": "config.json"})
     assert out["ok"] and out["sha256"] == sha256(as_bytes(TINY["config.json"])), out
+
+
+# ---- the smaller findings -------------------------------------------------------------------------------
+def test_admin_authenticates_before_parsing_the_body_and_audits_failures(hf_boundary):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        st, _, body = request(hf_boundary, "POST", "/admin/prepare", {**headers, "Content-Type": "application/json"},
+                              body=b'{"source":"nope"}')
+        assert st == 401 and json.loads(body)["error"] == "missing or wrong admin token", (st, body)
+    # Authenticated, the same body is a clear 400 about the body.
+    st, body = admin(hf_boundary, "POST", "/admin/prepare", {"source": "nope"})
+    assert st == 400 and "bad JSON body" in body["error"], (st, body)
+    deadline = time.monotonic() + 10
+    while '"kind":"admin_auth_failed"' not in (hf_boundary.data_dir / "audit.log").read_text():
+        assert time.monotonic() < deadline, "no failed admin login in the audit log"
+        time.sleep(0.1)
+
+
+def test_free_text_of_a_denial_is_bounded(hf_boundary, tmp_path):
+    request(hf_boundary, "GET", "/api/models/acme/other-unapproved/revision/main")
+    st, reqs = admin(hf_boundary, "GET", "/admin/requests")
+    req = next(r for r in reqs if r["name"] == "acme/other-unapproved")
+    st, body = admin(hf_boundary, "POST", f"/admin/requests/{req['id']}/deny", {"reason": "x" * 5000, "by": "bob"})
+    assert st == 400 and "longer than the 4096-byte limit" in body["error"], (st, body)
+    st, body = admin(hf_boundary, "POST", f"/admin/requests/{req['id']}/deny", {"reason": "no", "by": "b" * 300})
+    assert st == 400 and "by" in body["error"], (st, body)
+    st, body = admin(hf_boundary, "GET", f"/admin/requests/{req['id']}")
+    assert st == 200 and body["status"] == "pending", body
+    # The CLI says so before sending anything (the server here does not even exist).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_")}
+    p = subprocess.run([str(airlock_bin()), "requests", "deny", req["id"], "--reason", "y" * 5000,
+                        "--server", "http://127.0.0.1:9", "--admin-token", "t"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    assert p.returncode != 0 and "longer than the 4096-byte limit" in p.stderr, (p.returncode, p.stderr)
+    p = subprocess.run([str(airlock_bin()), "revoke", "appr-0123456789ab", "--reason", "y" * 5000, "--by", "x",
+                        "--key", str(tmp_path / "none.key"), "--server", "http://127.0.0.1:9", "--admin-token", "t"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode != 0 and "longer than the 4096-byte limit" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_paths_info_limit_is_the_stated_one_and_413_is_hf_form(hf_boundary):
+    path = "/api/models/acme/tiny/paths-info/main"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    # 300 KiB: over actix's 256 KiB default that used to apply, under the stated 1 MiB.
+    body = ("paths=config.json&" + "&".join(f"paths=p{i:06}" for i in range(300 * 1024 // 15))).encode()
+    assert 256 * 1024 < len(body) < 1 << 20
+    st, _, out = request(hf_boundary, "POST", path, form, body=body)
+    assert st == 200 and [e["path"] for e in json.loads(out)] == ["config.json"], (st, out[:300])
+    st, h, out = request(hf_boundary, "POST", path, form, body=b"paths=" + b"a" * (1 << 20))
+    assert st == 413 and h["X-Error-Code"] == "PayloadTooLarge", (st, h.items())
+    assert "1048576-byte limit" in json.loads(out)["error"] and h["X-Error-Message"], out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_request_bodies_are_bounded_in_memory_and_time(fake_hub, tmp_path):
+    """The issue's probe: 500 connections each holding an unfinished 261 KB body. A resource bound, not a timing
+    assertion: RSS growth stays far below the hundreds of MB it was, and the connections are answered or closed."""
+    a = start_airlock(tmp_path / "slow", fake_hub, policy='[policy]\nmode = "allowlist"\n[[policy.allow]]\nhf = "acme/tiny"\n')
+    try:
+        before = rss_kib(a.proc.pid)
+        head = (b"POST /api/models/acme/tiny/paths-info/main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 261000\r\n\r\n")
+        chunk = b"paths=" + b"a" * (260000 - 6)
+        socks = []
+        for _ in range(500):
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+            s.setblocking(False)
+            try:
+                s.sendall(head)
+                s.send(chunk)  # as much as the socket takes; the body is never finished
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        time.sleep(3)
+        grown = (rss_kib(a.proc.pid) - before) // 1024
+        assert grown < 100, f"RSS grew by {grown} MiB with 500 unfinished bodies"
+        # Every connection is answered (413/408/503) or closed within the body timeout plus slack.
+        deadline = time.monotonic() + 30
+        open_ = list(socks)
+        while open_ and time.monotonic() < deadline:
+            r, _, _ = select.select(open_, [], [], 1)
+            for s in r:
+                try:
+                    s.recv(65536)
+                except (BlockingIOError, ConnectionError):
+                    pass
+                open_.remove(s)
+        assert not open_, f"{len(open_)} connections still held open"
+        st, _, _ = request(a, "GET", "/api/models/acme/tiny/revision/main")
+        assert st == 200
+        after = (rss_kib(a.proc.pid) - before) // 1024
+        assert after < 100, f"RSS stayed {after} MiB above the start"
+    finally:
+        for s in socks:
+            s.close()
+        a.stop()

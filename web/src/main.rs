@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod admin;
 mod blob;
+mod body;
 mod client;
 mod cmd;
 mod hf;

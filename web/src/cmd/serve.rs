@@ -111,11 +111,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let hf = crate::hf::HfSettings {
         tree_page_size: cfg.huggingface.tree_page_size,
     };
+    let budget = crate::body::BodyBudget::new(crate::body::PROTOCOL_BUDGET);
     let result = actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
             let oci = oci.clone();
             App::new()
                 .app_data(data.clone())
+                .app_data(web::Data::new(budget.clone()))
                 .configure(crate::admin::configure)
                 .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))
@@ -127,6 +129,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         })
+        // A request's head must arrive within 5 s and a closing client is given 2 s; bodies
+        // are bounded separately (crate::body), as actix has no timeout for them.
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(2))
         .bind(listen)
         .with_context(|| format!("binding {listen}"))?
         .run()

@@ -27,7 +27,7 @@ const NEARLY_DONE_SECS: u64 = 2;
 /// The extra wait for such a fetch: with [`FILE_WAIT`], 8.5 s, leaving a margin under the clients'
 /// 10 s timeout on a loaded machine.
 const EXTRA_WAIT: Duration = Duration::from_millis(1500);
-/// Largest accepted `paths-info` body.
+/// Largest accepted `paths-info` body (about 10000 paths; the handler looks at no more).
 const MAX_FORM: usize = 1 << 20;
 
 /// Settings of the HF front door.
@@ -45,9 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: HfSettings) {
 
 async fn dispatch(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     mirror: web::Data<Arc<Mirror>>,
     settings: web::Data<HfSettings>,
+    budget: web::Data<crate::body::BodyBudget>,
 ) -> Result<HttpResponse, HfError> {
     let route = route::parse(req.method().as_str(), req.uri().path())?;
     match route {
@@ -64,6 +65,12 @@ async fn dispatch(
             tree(&req, &snap, path.as_ref(), settings.tree_page_size.max(1))
         }
         Route::PathsInfo { repo, rev } => {
+            // The body first: a refused or slow request must not hold a connection's body open
+            // while the engine resolves the revision.
+            let body = budget
+                .read(payload, MAX_FORM)
+                .await
+                .map_err(HfError::Body)?;
             let snap = snapshot(&req, &mirror, &repo, &rev).await?;
             paths_info(&snap, &body)
         }
@@ -197,11 +204,6 @@ fn tree(
 }
 
 fn paths_info(snap: &Snapshot, body: &[u8]) -> Result<HttpResponse, HfError> {
-    if body.len() > MAX_FORM {
-        return Err(HfError::BadRequest(
-            "airlock: paths-info body too large".into(),
-        ));
-    }
     let mut out = Vec::new();
     let text = std::str::from_utf8(body)
         .map_err(|_| HfError::BadRequest("airlock: body is not UTF-8".into()))?;

@@ -302,3 +302,79 @@ def test_slow_request_bodies_are_bounded_in_memory_and_time(fake_hub, tmp_path):
         for s in socks:
             s.close()
         a.stop()
+
+
+def raw_get(a, path: str, host: str, extra: dict | None = None) -> tuple[int, dict[str, list[str]]]:
+    """A GET with exactly this Host header (http.client would add its own)."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close",
+             *(f"{k}: {v}" for k, v in (extra or {}).items())]
+    with socket.create_connection(("127.0.0.1", a.port), timeout=30) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    return int(head[0].split()[1]), headers
+
+
+TREE = "/api/models/acme/tiny/tree/main?recursive=true"
+
+
+def test_host_headers_do_not_reach_the_tree_link_unchecked(hf_boundary):
+    local = f"http://127.0.0.1:{hf_boundary.port}/"
+    hostile = [
+        ('evil.example>; rel="next", <http://attacker', {}),
+        ("127.0.0.1", {"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "javascript"}),
+        ("127.0.0.1", {"Forwarded": 'proto=https;host="attacker.example"'}),
+    ]
+    for host, extra in hostile:
+        st, h = raw_get(hf_boundary, TREE, host, extra)
+        assert st == 200 and len(h["link"]) == 1, (host, extra, st, h)
+        link = h["link"][0]
+        assert link.count("<") == 1 and "attacker" not in link, link
+        assert link.startswith("<http://"), link
+    # A well-formed Host is still honoured (clients follow the Link they are given).
+    st, h = raw_get(hf_boundary, TREE, f"localhost:{hf_boundary.port}")
+    assert h["link"][0].startswith(f"<http://localhost:{hf_boundary.port}/api/"), h["link"]
+    st, h = raw_get(hf_boundary, TREE, "bad host")
+    assert st in (200, 400), st
+    if st == 200:
+        assert h["link"][0].startswith(f"<{local}"), h["link"]
+
+
+def test_forwarding_headers_count_from_trusted_proxies_and_public_url_wins(fake_hub, tmp_path):
+    policy = '[policy]\nmode = "allowlist"\n[[policy.allow]]\nhf = "acme/tiny"\n'
+    a = start_airlock(tmp_path / "proxied", fake_hub, policy=policy, env={"AIRLOCK_TRUSTED_PROXIES": "10.0.0.1, 127.0.0.0/8"})
+    try:
+        st, h = raw_get(a, TREE, "127.0.0.1", {"X-Forwarded-Host": "mirror.example", "X-Forwarded-Proto": "https"})
+        assert h["link"][0].startswith("<https://mirror.example/api/models/acme/tiny/tree/main?"), h["link"]
+        st, h = raw_get(a, TREE, "127.0.0.1", {"Forwarded": 'for=10.1.2.3;proto=https;host="m2.example:8443"'})
+        assert h["link"][0].startswith("<https://m2.example:8443/api/"), h["link"]
+        # Even a trusted proxy cannot smuggle a scheme or a second link.
+        st, h = raw_get(a, TREE, "127.0.0.1", {"X-Forwarded-Host": "a>, <http://x", "X-Forwarded-Proto": "ftp"})
+        assert h["link"][0].startswith(f"<http://127.0.0.1:{a.port}/"), h["link"]
+    finally:
+        a.stop()
+    b = start_airlock(tmp_path / "public", fake_hub,
+                      policy=policy + '[governance]\nprefetch_requests = false\npublic_url = "https://airlock.example/"\n')
+    try:
+        st, h = raw_get(b, TREE, "evil.example", {"X-Forwarded-Host": "attacker.example"})
+        assert h["link"][0].startswith("<https://airlock.example/api/models/acme/tiny/tree/main?"), h["link"]
+    finally:
+        b.stop()
+
+
+def test_oci_redirect_location_is_not_built_from_forwarding_headers(open_rule, models):
+    a, _ = open_rule
+    tiny = models["tiny"]
+    st, _, _ = request(a, "GET", f"/v2/library/tiny/manifests/latest", ACCEPT)
+    assert st == 200
+    st, h = raw_get(a, f"/v2/library/tiny/blobs/{tiny.model_digest}", f"127.0.0.1:{a.port}",
+                    {"X-Forwarded-Proto": "javascript", "X-Forwarded-Host": "attacker.example"})
+    assert st in (200, 307), (st, h)
+    location = h["location"][0]
+    assert location.startswith("http://") and "attacker" not in location, location

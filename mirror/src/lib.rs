@@ -22,7 +22,7 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
+    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, ProxyNet, Secret, ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};

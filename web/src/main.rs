@@ -11,6 +11,7 @@ mod client;
 mod cmd;
 mod hf;
 mod ollama;
+mod origin;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -49,6 +49,7 @@ async fn dispatch(
     mirror: web::Data<Arc<Mirror>>,
     settings: web::Data<HfSettings>,
     budget: web::Data<crate::body::BodyBudget>,
+    origin: web::Data<crate::origin::Origin>,
 ) -> Result<HttpResponse, HfError> {
     let route = route::parse(req.method().as_str(), req.uri().path())?;
     match route {
@@ -62,7 +63,14 @@ async fn dispatch(
         }
         Route::Tree { repo, rev, path } => {
             let snap = snapshot(&req, &mirror, &repo, &rev).await?;
-            tree(&req, &snap, path.as_ref(), settings.tree_page_size.max(1))
+            let base = origin.base_url(&req);
+            tree(
+                &req,
+                &base,
+                &snap,
+                path.as_ref(),
+                settings.tree_page_size.max(1),
+            )
         }
         Route::PathsInfo { repo, rev } => {
             // The body first: a refused or slow request must not hold a connection's body open
@@ -162,6 +170,7 @@ fn info_json(snap: &Snapshot, blobs: bool) -> Value {
 
 fn tree(
     req: &HttpRequest,
+    base: &str,
     snap: &Snapshot,
     path: Option<&RepoPath>,
     page_size: usize,
@@ -185,14 +194,13 @@ fn tree(
         .collect();
     let mut resp = HttpResponse::Ok();
     if start + page_size < entries.len() {
-        // Absolute and pointing at Airlock itself (trap T11), built from the URL the client used.
-        let conn = req.connection_info();
+        // Absolute and pointing at Airlock itself (trap T11), from the checked public base.
         let query: Vec<&str> = req
             .query_string()
             .split('&')
             .filter(|kv| !kv.starts_with("cursor=") && !kv.is_empty())
             .collect();
-        let mut next = format!("{}://{}{}?", conn.scheme(), conn.host(), req.uri().path());
+        let mut next = format!("{base}{}?", req.uri().path());
         for q in query {
             next.push_str(q);
             next.push('&');

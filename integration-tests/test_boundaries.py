@@ -378,3 +378,14 @@ def test_oci_redirect_location_is_not_built_from_forwarding_headers(open_rule, m
     assert st in (200, 307), (st, h)
     location = h["location"][0]
     assert location.startswith("http://") and "attacker" not in location, location
+
+
+def test_missing_revisions_are_asked_upstream_once_per_ttl(hf_boundary, fake_hub):
+    for rev in ("no-such-branch", "ab" * 20):
+        before = fake_hub.count(contains=rev)
+        for i in range(40):
+            path = (f"/api/models/acme/tiny/revision/{rev}" if i % 2 else f"/acme/tiny/resolve/{rev}/config.json")
+            st, h, _ = request(hf_boundary, "GET", path)
+            assert st == 404 and h["X-Error-Code"] == "RevisionNotFound", (path, st)
+        asked = fake_hub.count(contains=rev) - before
+        assert asked == 1, f"{asked} upstream requests for 40 asks of missing revision {rev}"

@@ -478,6 +478,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trusted_proxies_and_public_url_are_checked() {
+        let net = ProxyNet::try_from("10.0.0.0/8".to_owned()).unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let one = ProxyNet::try_from("::1".to_owned()).unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(ProxyNet::try_from("10.0.0.0/33".to_owned()).is_err());
+        assert!(ProxyNet::try_from("proxy.example".to_owned()).is_err());
+        let env =
+            |v: &'static str| move |k: &str| (k == "AIRLOCK_PUBLIC_URL").then(|| v.to_owned());
+        assert!(Config::load(None, env("https://airlock.example/prefix/")).is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "https://a.example/?q=1",
+            "https://u:p@a.example",
+            "ftp://a",
+        ] {
+            assert!(Config::load(None, env(bad)).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let cfg = Config::load(None, |_| None).unwrap();
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");

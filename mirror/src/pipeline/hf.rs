@@ -70,6 +70,7 @@ impl Mirror {
         // resolve a pull request's head, which is anyone's upload.
         if pin.is_none() {
             if let Some(r) = self.hf_revision_scope(repo, rev) {
+                self.audit_refusal(client, &name, rev.as_str(), &r);
                 return Ok(Lookup::Refused(r));
             }
         }

@@ -12,7 +12,7 @@ use verifier::Digest;
 use super::admit::Admit;
 use super::fetch::{Expect, FetchTask};
 use super::scope::{BlobScope, ManifestScope};
-use super::{Fetched, FileState, Lookup, Mirror};
+use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
 use crate::names::{OllamaName, Reference, Tag};
@@ -241,6 +241,12 @@ impl Mirror {
         expect: Option<Digest>,
     ) -> Result<Lookup<ManifestDoc>, MirrorError> {
         let key = format!("{}\0{reference}", name.index_key());
+        // The same short memory of misses as for HF revisions: a loop of asks for a missing tag or
+        // digest costs one upstream request per TTL.
+        let miss_key = format!("oci\0{key}");
+        if let Some(Missing::Repo(m) | Missing::Revision(m)) = self.missing.get(&miss_key) {
+            return Ok(Lookup::RepoNotFound(m));
+        }
         // A result recorded by a flight that just ended counts (checked under the flight map's
         // lock), so callers arriving after it do not ask upstream again.
         let (store, name2, ref2, ttl) = (
@@ -287,6 +293,10 @@ impl Mirror {
                     .map_err(|e| e.to_string())
             });
         match flight.wait(Duration::from_secs(60)).await {
+            Waited::Done(Ok(Lookup::RepoNotFound(m))) => {
+                self.missing.insert(miss_key, Missing::Repo(m.clone()));
+                Ok(Lookup::RepoNotFound(m))
+            }
             Waited::Done(Ok(l)) => Ok(l),
             Waited::Done(Err(e)) => Err(MirrorError::Upstream(e)),
             Waited::Running { .. } => {

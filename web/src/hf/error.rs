@@ -197,6 +197,11 @@ impl ResponseError for HfError {
             HfError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
             }
+            // The rest of the body is not wanted: close instead of draining it, which frees the
+            // connection's buffers now rather than whenever the client finishes sending.
+            HfError::Body(_) => {
+                resp.force_close();
+            }
             _ => {}
         }
         resp.json(serde_json::json!({ "error": message }))

@@ -708,12 +708,20 @@ impl Store {
         manifest: &Digest,
         blobs: impl IntoIterator<Item = Digest>,
     ) -> Result<(), MirrorError> {
+        // Every pull serves the manifest again: write (and flush) only what is new.
         let mut batch = sled::Batch::default();
+        let mut new = false;
         for b in blobs {
-            batch.insert(key(&[&name.index_key(), &b.hex(), &manifest.hex()]), &[]);
+            let k = key(&[&name.index_key(), &b.hex(), &manifest.hex()]);
+            if !self.oci_served.contains_key(&k)? {
+                batch.insert(k, &[]);
+                new = true;
+            }
         }
-        self.oci_served.apply_batch(batch)?;
-        self.oci_served.flush()?;
+        if new {
+            self.oci_served.apply_batch(batch)?;
+            self.oci_served.flush()?;
+        }
         Ok(())
     }
 

@@ -105,6 +105,9 @@ def test_another_names_manifest_is_not_served_by_digest(open_rule, models, regis
 def test_another_names_blobs_are_not_served(open_rule, models):
     a, _ = open_rule
     evil = models["evil"]
+    # The attacker's sequence: the manifest by digest under the allowed name first (which used to bind evil's
+    # layers to it), then the layers.
+    request(a, "GET", f"/v2/library/tiny/manifests/{evil.digest}", ACCEPT)
     for d, data in evil.blobs.items():
         for q in ("", "?direct=1"):
             assert_not_served(a, f"/v2/library/tiny/blobs/{d}{q}", data)

@@ -121,7 +121,7 @@ fn forwarded(headers: &HeaderMap) -> (Option<String>, Option<String>) {
 /// `host[:port]`: a DNS name (letters, digits, `-`, `.`; labels of 1–63), an IPv4 address, or a
 /// bracketed IPv6 address; the port, if any, 1–65535.
 pub fn valid_authority(s: &str) -> bool {
-    if s.is_empty() || s.len() > 261 {
+    if s.is_empty() || s.len() > 261 || s.ends_with(':') {
         return false;
     }
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
@@ -144,11 +144,11 @@ pub fn valid_authority(s: &str) -> bool {
             None => (s, ""),
         }
     };
-    if !port.is_empty()
-        && !(port.len() <= 5
+    let port_ok = port.is_empty()
+        || (port.len() <= 5
             && port.bytes().all(|b| b.is_ascii_digit())
-            && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)))
-    {
+            && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)));
+    if !port_ok {
         return false;
     }
     if s.starts_with('[') {
@@ -190,6 +190,7 @@ mod tests {
             "a b",
             "a:0",
             "a:65536",
+            "a:",
             "a:8080:1",
             "[::1",
             "[zz]:1",

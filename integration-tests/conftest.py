@@ -186,6 +186,8 @@ def default_policy(hub: FakeHub) -> str:
 mode = "allowlist"
 [[policy.allow]]
 hf = "acme/tiny"
+# The protocol tests fetch refs/pr/1; test_boundaries.py checks that pull requests are refused without this.
+allow_pr_refs = true
 [[policy.allow]]
 hf = "datasets/acme/tiny-ds"
 [[policy.allow]]

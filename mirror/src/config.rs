@@ -29,6 +29,10 @@ pub struct Config {
     pub trust: Vec<TrustRule>,
     /// The blob store.
     pub store: StoreConfig,
+    /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-Host` /
+    /// `X-Forwarded-Proto` headers are believed when Airlock builds URLs pointing back at itself.
+    /// From anyone else those headers are ignored. `[governance] public_url`, when set, wins.
+    pub trusted_proxies: Vec<ProxyNet>,
 }
 
 /// `[store]`
@@ -38,6 +42,35 @@ pub struct StoreConfig {
     /// Keep the blobs under this many bytes: least-recently-served blobs that no approval or pin
     /// needs are evicted (and fetched again if asked for). None: no limit.
     pub max_bytes: Option<u64>,
+}
+
+/// A trusted proxy: one address (`10.0.0.5`, `::1`) or a CIDR block (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProxyNet(ipnet::IpNet);
+
+impl TryFrom<String> for ProxyNet {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(ProxyNet(net));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| ProxyNet(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("trusted_proxies: {s:?} is not an IP address or CIDR block"))
+    }
+}
+
+impl ProxyNet {
+    /// Whether `ip` is this proxy (or inside this block).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
+    }
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -185,6 +218,10 @@ pub struct AllowRule {
     pub tag: Option<String>,
     /// Optional manifest digest pin (`sha256:…`) for an `ollama` rule with a `tag`.
     pub manifest: Option<String>,
+    /// For an `hf` rule: serve pull-request refs (`refs/pr/N`). Off by default: anyone can open a
+    /// pull request on any Hub repo, so its files are not the owner's.
+    #[serde(default)]
+    pub allow_pr_refs: bool,
 }
 
 /// A secret string whose `Debug` never shows the value, so it cannot leak into logs.
@@ -220,6 +257,7 @@ impl Default for Config {
             trust: Vec::new(),
             policy: PolicyConfig::default(),
             store: StoreConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -277,6 +315,10 @@ impl Default for PolicyConfig {
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AIRLOCK_LISTEN", "listen"),
     ("AIRLOCK_DATA_DIR", "data_dir"),
+    (
+        "AIRLOCK_TRUSTED_PROXIES",
+        "trusted_proxies (comma-separated addresses or CIDR blocks)",
+    ),
     ("AIRLOCK_HF_UPSTREAM", "huggingface.upstream"),
     (
         "AIRLOCK_HF_REDIRECT_HOSTS",
@@ -327,6 +369,12 @@ impl Config {
         }
         if let Some(v) = env("AIRLOCK_DATA_DIR") {
             cfg.data_dir = v.into();
+        }
+        if let Some(v) = env("AIRLOCK_TRUSTED_PROXIES") {
+            cfg.trusted_proxies = split_list(&v)
+                .into_iter()
+                .map(|p| ProxyNet::try_from(p).map_err(MirrorError::Config))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("AIRLOCK_HF_UPSTREAM") {
             cfg.huggingface.upstream = v;
@@ -392,8 +440,33 @@ impl Config {
             &mut cfg.governance.admin_token,
             cfg.governance.admin_token_file.as_deref(),
         )?;
+        if let Some(u) = &cfg.governance.public_url {
+            check_public_url(u)?;
+        }
         Ok(cfg)
     }
+}
+
+/// `public_url` goes into headers and redirects: an http(s) origin (optionally with a path
+/// prefix), nothing that could smuggle a query, a fragment or credentials.
+fn check_public_url(u: &str) -> Result<(), MirrorError> {
+    let bad = |why: &str| MirrorError::Config(format!("[governance] public_url = {u:?}: {why}"));
+    let parsed = url::Url::parse(u).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("needs a host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+        return Err(bad("no query, fragment or credentials"));
+    }
+    if u.chars()
+        .any(|c| c.is_control() || c == ' ' || c == '<' || c == '>' || c == '"')
+    {
+        return Err(bad("contains characters not allowed in a URL"));
+    }
+    Ok(())
 }
 
 fn split_list(v: &str) -> Vec<String> {
@@ -426,6 +499,29 @@ fn read_token(token: &mut Option<Secret>, file: Option<&Path>) -> Result<(), Mir
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_and_public_url_are_checked() {
+        let net = ProxyNet::try_from("10.0.0.0/8".to_owned()).unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let one = ProxyNet::try_from("::1".to_owned()).unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(ProxyNet::try_from("10.0.0.0/33".to_owned()).is_err());
+        assert!(ProxyNet::try_from("proxy.example".to_owned()).is_err());
+        let env =
+            |v: &'static str| move |k: &str| (k == "AIRLOCK_PUBLIC_URL").then(|| v.to_owned());
+        assert!(Config::load(None, env("https://airlock.example/prefix/")).is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "https://a.example/?q=1",
+            "https://u:p@a.example",
+            "ftp://a",
+        ] {
+            assert!(Config::load(None, env(bad)).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn defaults_need_no_file() {

@@ -23,8 +23,8 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, StoreConfig,
-    ENV_KEYS,
+    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, ProxyNet, Secret,
+    StoreConfig, ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};
@@ -33,7 +33,7 @@ pub use names::{
     Tag,
 };
 pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
-pub use policy::{Decision, OllamaDecision, Policy};
+pub use policy::{Decision, DigestCover, OllamaDecision, Policy};
 pub use refusal::Refusal;
 pub use store::{
     DriftRecord, EvictReport, FileRecord, FsckProblem, FsckReport, ReindexReport, Store,

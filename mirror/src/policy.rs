@@ -31,6 +31,19 @@ pub enum OllamaDecision {
     Refused(Refusal),
 }
 
+/// What the allow rules say about one manifest digest of a name (asked by digest, or behind a
+/// blob): the input of [`crate::pipeline`]'s scope decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestCover {
+    /// A rule pins exactly this manifest.
+    Pinned,
+    /// A rule allows every tag of the name (or the mode is open): the digest is covered only if
+    /// the upstream answers it under this same name.
+    IfUpstreamConfirms,
+    /// No rule covers it.
+    Refused(Refusal),
+}
+
 #[derive(Debug, Clone)]
 struct OllamaRule {
     /// Lowercased namespace.
@@ -50,6 +63,7 @@ struct Rule {
     /// Lowercased repo name, or `None` for `org/*`.
     name: Option<String>,
     pin: Option<Revision>,
+    allow_pr_refs: bool,
 }
 
 /// The compiled policy.
@@ -117,6 +131,7 @@ impl Policy {
                 org,
                 name,
                 pin,
+                allow_pr_refs: rule.allow_pr_refs,
             });
         }
         let written = (
@@ -136,6 +151,9 @@ impl Policy {
             |why: &str| MirrorError::Config(format!("[[policy.allow]] ollama = {name:?}: {why}"));
         if rule.revision.is_some() {
             return Err(bad("revision applies to hf rules; use tag and manifest"));
+        }
+        if rule.allow_pr_refs {
+            return Err(bad("allow_pr_refs applies to hf rules"));
         }
         let (ns, model) = name
             .split_once('/')
@@ -218,6 +236,33 @@ impl Policy {
         }
     }
 
+    /// What the rules say about the manifest `digest` under `name`. A pinned rule covers its pin
+    /// only; a rule with a tag but no pin covers no digest (the tag is resolved upstream instead);
+    /// a rule without a tag covers whatever the upstream serves under the name.
+    pub fn ollama_digest(&self, name: &OllamaName, digest: &Digest) -> DigestCover {
+        let ns = name.namespace().to_ascii_lowercase();
+        let model = name.model().to_ascii_lowercase();
+        let mut name_matched = false;
+        let mut open = false;
+        for r in &self.ollama {
+            if r.namespace != ns || r.model.as_ref().is_some_and(|m| *m != model) {
+                continue;
+            }
+            name_matched = true;
+            if r.pin == Some(*digest) {
+                return DigestCover::Pinned;
+            }
+            open |= r.tag.is_none();
+        }
+        if open || (!name_matched && self.mode == PolicyMode::Open) {
+            return DigestCover::IfUpstreamConfirms;
+        }
+        DigestCover::Refused(Refusal::NotApproved {
+            name: format!("{name}@{digest}"),
+            request: None,
+        })
+    }
+
     /// Whether blobs of `name` may be served at all (some rule allows the name).
     pub fn ollama_name_allowed(&self, name: &OllamaName) -> bool {
         let ns = name.namespace().to_ascii_lowercase();
@@ -239,19 +284,30 @@ impl Policy {
         }
     }
 
-    /// Decides for one repository. The first matching rule wins; an exact rule is listed by the
-    /// operator, so order is theirs to choose. Matching is case-insensitive, as the Hub's ids are.
-    pub fn decide(&self, repo: &HfRepo) -> Decision {
+    /// Whether the rule that decides for `repo` lets pull-request refs (`refs/pr/N`) be served.
+    /// Open mode without a rule does not: a pull request is not the repo owner's content.
+    pub fn allows_pr_refs(&self, repo: &HfRepo) -> bool {
+        self.rule_for(repo).is_some_and(|r| r.allow_pr_refs)
+    }
+
+    /// The first rule matching `repo`.
+    fn rule_for(&self, repo: &HfRepo) -> Option<&Rule> {
         let id = repo.id.as_str().to_ascii_lowercase();
         let (org, name) = id.split_once('/').unwrap_or((id.as_str(), ""));
-        let hit = self.rules.iter().find(|r| {
+        self.rules.iter().find(|r| {
             r.kind == repo.kind
                 && r.org == org
                 && match &r.name {
                     None => !name.is_empty(),
                     Some(n) => n == name,
                 }
-        });
+        })
+    }
+
+    /// Decides for one repository. The first matching rule wins; an exact rule is listed by the
+    /// operator, so order is theirs to choose. Matching is case-insensitive, as the Hub's ids are.
+    pub fn decide(&self, repo: &HfRepo) -> Decision {
+        let hit = self.rule_for(repo);
         match (hit, self.mode) {
             (Some(rule), _) => Decision::Allowed { pin: rule.pin },
             (None, PolicyMode::Open) => Decision::Allowed { pin: None },
@@ -412,6 +468,24 @@ mod tests {
             p.decide_ollama(&n("acme", "anything"), &tag("x")),
             OllamaDecision::Allowed { pin: None }
         );
+        assert_eq!(
+            p.ollama_digest(&n("library", "llama3"), &pin),
+            DigestCover::Pinned
+        );
+        let other: Digest = format!("sha256:{}", "cd".repeat(32)).parse().unwrap();
+        // A pinned name covers its pin only; an open rule only what the upstream confirms.
+        assert!(matches!(
+            p.ollama_digest(&n("library", "llama3"), &other),
+            DigestCover::Refused(_)
+        ));
+        assert_eq!(
+            p.ollama_digest(&n("acme", "x"), &other),
+            DigestCover::IfUpstreamConfirms
+        );
+        assert!(matches!(
+            p.ollama_digest(&n("library", "evil"), &pin),
+            DigestCover::Refused(_)
+        ));
         assert!(p.ollama_name_allowed(&n("library", "llama3")));
         assert!(!p.ollama_name_allowed(&n("library", "evil")));
         let bad = |r: AllowRule| {

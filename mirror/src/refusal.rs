@@ -91,6 +91,14 @@ pub enum Refusal {
         /// The licence found (`unknown` if none).
         license: String,
     },
+    /// A Hugging Face pull-request ref (`refs/pr/N`): anyone can open one on any repo, so its files
+    /// are not the repo owner's. Refused unless a rule sets `allow_pr_refs` or an approval names it.
+    PullRequestRef {
+        /// The repo.
+        name: String,
+        /// The pull request number as asked.
+        pr: String,
+    },
     /// The upstream refuses Airlock access (gated or private repo, bad token).
     UpstreamDenied {
         /// The name.
@@ -119,6 +127,7 @@ impl Refusal {
                 | Refusal::RevisionNotApproved { .. }
                 | Refusal::Revoked { .. }
                 | Refusal::Expired { .. }
+                | Refusal::PullRequestRef { .. }
         )
     }
 }
@@ -158,6 +167,10 @@ impl fmt::Display for Refusal {
             Refusal::Licence { name, license } => write!(
                 f,
                 "airlock: {name} has licence {license}, which is not in the allowed licences; an approval must override it"
+            ),
+            Refusal::PullRequestRef { name, pr } => write!(
+                f,
+                "airlock: refs/pr/{pr} of {name} is a pull request (anyone can open one); pull request refs are not served unless a rule sets allow_pr_refs = true or an approval names the ref"
             ),
             Refusal::UpstreamDenied { name, detail } => {
                 write!(f, "airlock: upstream denied access to {name} (gated or private): {detail}")

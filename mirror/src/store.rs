@@ -188,6 +188,10 @@ pub struct Store {
     oci_blobs: sled::Tree,
     oci_refusals: sled::Tree,
     oci_drift: sled::Tree,
+    /// (name, manifest) pairs the upstream answered under that name: what an open rule covers.
+    oci_confirmed: sled::Tree,
+    /// (name, blob, manifest) triples: a blob listed by a manifest that was served under the name.
+    oci_served: sled::Tree,
     /// Review requests (also recorded in the audit log).
     pub(crate) requests: sled::Tree,
     /// Signature verdicts per (repo, commit).
@@ -245,6 +249,8 @@ impl Store {
             oci_blobs: db.open_tree("oci_blobs")?,
             oci_refusals: db.open_tree("oci_refusals")?,
             oci_drift: db.open_tree("oci_drift")?,
+            oci_confirmed: db.open_tree("oci_confirmed")?,
+            oci_served: db.open_tree("oci_served")?,
             requests: db.open_tree("requests")?,
             signed: db.open_tree("signed")?,
             blob_bytes: std::sync::atomic::AtomicU64::new(0),
@@ -755,6 +761,71 @@ impl Store {
     /// Records a refused OCI blob (sticky).
     pub fn put_blob_refusal(&self, digest: &Digest, r: &Refusal) -> Result<(), MirrorError> {
         Self::put(&self.oci_refusals, key(&[&digest.hex()]), r)
+    }
+
+    /// Whether the upstream answered `manifest` under `name` (asked by tag or by digest).
+    pub fn is_confirmed(&self, name: &OllamaName, manifest: &Digest) -> Result<bool, MirrorError> {
+        Ok(self
+            .oci_confirmed
+            .contains_key(key(&[&name.index_key(), &manifest.hex()]))?)
+    }
+
+    /// Records that the upstream answered `manifest` under `name`.
+    pub fn put_confirmed(&self, name: &OllamaName, manifest: &Digest) -> Result<(), MirrorError> {
+        Self::put(
+            &self.oci_confirmed,
+            key(&[&name.index_key(), &manifest.hex()]),
+            &now_unix(),
+        )
+    }
+
+    /// Records that `manifest`, listing `blobs`, was served under `name`: from now on those blobs
+    /// may be served under that name (while the manifest stays in the name's scope).
+    pub fn put_served(
+        &self,
+        name: &OllamaName,
+        manifest: &Digest,
+        blobs: impl IntoIterator<Item = Digest>,
+    ) -> Result<(), MirrorError> {
+        // Every pull serves the manifest again: write (and flush) only what is new.
+        let mut batch = sled::Batch::default();
+        let mut new = false;
+        for b in blobs {
+            let k = key(&[&name.index_key(), &b.hex(), &manifest.hex()]);
+            if !self.oci_served.contains_key(&k)? {
+                batch.insert(k, &[]);
+                new = true;
+            }
+        }
+        if new {
+            self.oci_served.apply_batch(batch)?;
+            self.oci_served.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The manifests served under `name` that list `blob`.
+    pub fn served_manifests(
+        &self,
+        name: &OllamaName,
+        blob: &Digest,
+    ) -> Result<Vec<Digest>, MirrorError> {
+        let mut prefix = key(&[&name.index_key(), &blob.hex()]);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.oci_served.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let hex = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let d =
+                format!("sha256:{hex}")
+                    .parse::<Digest>()
+                    .map_err(|_| MirrorError::Corrupt {
+                        key: String::from_utf8_lossy(&k).replace('\0', " "),
+                        detail: "not a manifest digest".into(),
+                    })?;
+            out.push(d);
+        }
+        Ok(out)
     }
 
     /// Records a pinned tag's drift.

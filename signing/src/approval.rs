@@ -32,7 +32,11 @@ const MAX_RECORD_FILE: u64 = 16 * 1024 * 1024;
 /// Most files one approval may pin.
 const MAX_FILES: usize = 100_000;
 /// Longest free-text field (reason, approver).
-const MAX_TEXT: usize = 4096;
+/// Longest reason (approval, revocation, denial) in bytes: refusals quote it to every client.
+pub const MAX_REASON: usize = 4096;
+/// Longest name of who approved, revoked or denied, in bytes.
+pub const MAX_WHO: usize = 256;
+const MAX_TEXT: usize = MAX_REASON;
 
 /// The id of an approval: `appr-` and the first 12 hex digits of the sha256 of its signed bytes.
 /// Derived from the content, so equal records have equal ids and a changed record a new one.
@@ -233,7 +237,7 @@ impl sealed::Sealed for ApprovalRecord {
                 "must be sorted by path with no path twice",
             ));
         }
-        check_text("approved_by", &self.approved_by, 256)?;
+        check_text("approved_by", &self.approved_by, MAX_WHO)?;
         check_text("reason", &self.reason, MAX_TEXT)?;
         if let Some(l) = &self.license {
             check_text("license", l, 128)?;
@@ -275,7 +279,7 @@ impl sealed::Sealed for RevocationRecord {
 
     fn validate(&self) -> Result<(), SigningError> {
         check_text("reason", &self.reason, MAX_TEXT)?;
-        check_text("revoked_by", &self.revoked_by, 256)
+        check_text("revoked_by", &self.revoked_by, MAX_WHO)
     }
 
     fn file_name(&self) -> Result<String, SigningError> {
@@ -572,12 +576,18 @@ fn invalid(field: &'static str, why: &'static str) -> SigningError {
     SigningError::Invalid { field, why }
 }
 
-fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), SigningError> {
+/// Checks a free-text field of a record (or of a denial): not empty, at most `max` bytes, no
+/// control characters but newlines.
+pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), SigningError> {
     if s.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
     if s.len() > max {
-        return Err(invalid(field, "too long"));
+        return Err(SigningError::TextTooLong {
+            field,
+            len: s.len(),
+            max,
+        });
     }
     // Newlines are fine in a reason; other control characters (terminal escapes) are not.
     if s.chars().any(|c| c.is_control() && c != '\n') {

@@ -149,6 +149,16 @@ pub enum AuditEvent {
         /// Their sha256 (they are kept in the saved file).
         sha256: Digest,
     },
+    /// A request to the admin API carried no or a wrong token. At most one entry per second is
+    /// written; `suppressed` counts the failures folded into this one since the last entry.
+    AdminAuthFailed {
+        /// The client.
+        client: String,
+        /// The admin path asked for.
+        path: String,
+        /// Failures since the previous entry that were not written separately.
+        suppressed: u64,
+    },
     /// The configuration was loaded or reloaded.
     ConfigReload {
         /// The sha256 of the configuration file's bytes.

@@ -66,6 +66,17 @@ pub enum SigningError {
         /// What is wrong, phrased so the author can fix it.
         why: &'static str,
     },
+    /// A free-text field (reason, who) is longer than its limit: every refusal that quotes it, and
+    /// every copy of the record, would carry it.
+    #[error("invalid {field}: {len} bytes, longer than the {max}-byte limit")]
+    TextTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The record names a signer that is not among the trusted keys.
     #[error("signed by key {key}, which is not a trusted governance key")]
     UnknownSigner {

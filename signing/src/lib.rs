@@ -53,8 +53,9 @@ mod keys;
 mod timestamp;
 
 pub use approval::{
-    load_dir, load_revocations, sign, ApprovalId, ApprovalRecord, Loaded, PinnedFile, Record,
-    RevocationRecord, Signed, SignedApproval, SignedRevocation, Source,
+    check_text, load_dir, load_revocations, sign, ApprovalId, ApprovalRecord, Loaded, PinnedFile,
+    Record, RevocationRecord, Signed, SignedApproval, SignedRevocation, Source, MAX_REASON,
+    MAX_WHO,
 };
 pub use audit::{
     cut_torn_tail, downloads_of, entries as log_entries, export as export_log,

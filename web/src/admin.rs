@@ -1,14 +1,26 @@
 //! The admin API (`/admin/…`, see `docs/governance.md`): review requests, prepare versions for
 //! approval, accept signed approval and revocation records. Enabled only with an admin token;
-//! every call must carry it as a bearer token, compared in constant time.
+//! every call must carry it as a bearer token, compared in constant time. One guard on the whole
+//! scope checks it before any handler runs, so nothing of an unauthenticated request's body is
+//! read or parsed; failures are audited.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use actix_web::dev::{Service, ServiceRequest};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use mirror::governance::GovError;
 use mirror::Mirror;
 use signing::Source;
+
+use crate::body::{BodyBudget, BodyError};
+
+/// Largest admin body: an approval of a large repo pins up to 100000 files (about 150 bytes each).
+const MAX_BODY: usize = 16 << 20;
+/// Admin bodies held at once. Its own budget: only authenticated requests reach a body read, and
+/// a large approval must not wait for protocol traffic.
+const ADMIN_BUDGET: usize = 2 * MAX_BODY;
 
 /// An admin API error: JSON `{"error": …}` with a status.
 #[derive(Debug)]
@@ -60,6 +72,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+impl From<BodyError> for AdminError {
+    fn from(e: BodyError) -> Self {
+        let status = match e {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Broken => StatusCode::BAD_REQUEST,
+        };
+        AdminError(status, e.to_string())
+    }
+}
+
+/// Whether the request carries the admin token.
 fn authorize(req: &HttpRequest, mirror: &Mirror) -> Result<(), AdminError> {
     let Some(token) = mirror.governance().admin_token() else {
         // No token configured: the admin API does not exist.
@@ -84,10 +109,67 @@ fn authorize(req: &HttpRequest, mirror: &Mirror) -> Result<(), AdminError> {
     }
 }
 
-/// Registers `/admin/…`.
+/// Failed logins, for the audit log: at most one entry per second, so a flood of guesses cannot
+/// grow the log (or its fsyncs) without bound; the rest are counted into the next entry.
+#[derive(Default)]
+struct FailedLogins {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl FailedLogins {
+    fn record(&self, mirror: &Mirror, req: &HttpRequest) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_second.swap(now, Ordering::AcqRel);
+        if last == now {
+            self.suppressed.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let event = signing::AuditEvent::AdminAuthFailed {
+            client: crate::client::describe(req),
+            path: req.path().chars().take(200).collect(),
+            suppressed: self.suppressed.swap(0, Ordering::AcqRel),
+        };
+        let gov = mirror.governance().clone();
+        // The append fsyncs: off the event loop.
+        actix_web::rt::task::spawn_blocking(move || gov.audit(event));
+    }
+}
+
+/// Registers `/admin/…` behind the token guard.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let failed = Arc::new(FailedLogins::default());
     cfg.service(
         web::scope("/admin")
+            .app_data(web::Data::new(BodyBudget::new(ADMIN_BUDGET)))
+            .wrap_fn(move |req: ServiceRequest, srv| {
+                let denied = req
+                    .app_data::<M>()
+                    .map(|m| (authorize(req.request(), m), m.clone()));
+                let verdict = match denied {
+                    Some((Ok(()), _)) => Ok(()),
+                    Some((Err(e), m)) => {
+                        if e.0 == StatusCode::UNAUTHORIZED {
+                            failed.record(&m, req.request());
+                        }
+                        Err(e)
+                    }
+                    None => Err(AdminError(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error (see server log)".into(),
+                    )),
+                };
+                let call = verdict.map(|()| srv.call(req));
+                async move {
+                    match call {
+                        Ok(fut) => fut.await,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            })
             .route("/requests", web::get().to(list_requests))
             .route("/requests/{id}", web::get().to(show_request))
             .route("/requests/{id}/deny", web::post().to(deny_request))
@@ -102,19 +184,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-type M = web::Data<Arc<Mirror>>;
+/// Reads a JSON body (after the guard let the request in).
+async fn json<T: serde::de::DeserializeOwned>(
+    budget: &BodyBudget,
+    payload: web::Payload,
+) -> Result<T, AdminError> {
+    let bytes = budget.read(payload, MAX_BODY).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
 
-async fn list_requests(req: HttpRequest, m: M) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+type M = web::Data<Arc<Mirror>>;
+type B = web::Data<BodyBudget>;
+
+async fn list_requests(m: M) -> Result<HttpResponse, AdminError> {
     Ok(HttpResponse::Ok().json(m.governance().list_requests()?))
 }
 
-async fn show_request(
-    req: HttpRequest,
-    m: M,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+async fn show_request(m: M, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
     match m.governance().get_request(&id)? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(AdminError(
@@ -132,12 +219,12 @@ struct Deny {
 }
 
 async fn deny_request(
-    req: HttpRequest,
     m: M,
+    budget: B,
     id: web::Path<String>,
-    body: web::Json<Deny>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+    let body: Deny = json(&budget, payload).await?;
     let by = body
         .by
         .clone()
@@ -153,12 +240,8 @@ struct PrepareAsk {
     revision: Option<String>,
 }
 
-async fn prepare(
-    req: HttpRequest,
-    m: M,
-    body: web::Json<PrepareAsk>,
-) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+async fn prepare(m: M, budget: B, payload: web::Payload) -> Result<HttpResponse, AdminError> {
+    let body: PrepareAsk = json(&budget, payload).await?;
     let revision = body.revision.clone().unwrap_or_else(|| match body.source {
         Source::Hf => "main".into(),
         Source::Ollama => "latest".into(),
@@ -169,33 +252,27 @@ async fn prepare(
     }
 }
 
-async fn list_approvals(req: HttpRequest, m: M) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+async fn list_approvals(m: M) -> Result<HttpResponse, AdminError> {
     Ok(HttpResponse::Ok().json(m.governance().list_approvals()))
 }
 
-async fn add_approval(
-    req: HttpRequest,
-    m: M,
-    body: web::Bytes,
-) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+async fn add_approval(m: M, budget: B, payload: web::Payload) -> Result<HttpResponse, AdminError> {
+    let body = budget.read(payload, MAX_BODY).await?;
     let id = m.governance().add_approval(&body)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.to_string() })))
 }
 
 async fn add_revocation(
-    req: HttpRequest,
     m: M,
-    body: web::Bytes,
+    budget: B,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+    let body = budget.read(payload, MAX_BODY).await?;
     let id = m.governance().add_revocation(&body)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "approval": id.to_string() })))
 }
 
-async fn reload(req: HttpRequest, m: M) -> Result<HttpResponse, AdminError> {
-    authorize(&req, &m)?;
+async fn reload(m: M) -> Result<HttpResponse, AdminError> {
     let (loaded, rejected) = m.governance().reload()?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "approvals": loaded, "rejected": rejected })))
 }

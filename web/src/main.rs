@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 mod admin;
 mod blob;
+mod body;
 mod client;
 mod cmd;
 mod hf;
 mod ollama;
+mod origin;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -245,6 +245,10 @@ impl Governance {
         reason: &str,
         by: &str,
     ) -> Result<RequestRecord, GovError> {
+        // The reason is sent in every refusal of the name: bounded like a signed record's.
+        signing::check_text("reason", reason, signing::MAX_REASON)
+            .and_then(|()| signing::check_text("by", by, signing::MAX_WHO))
+            .map_err(|e| GovError::Rejected(e.to_string()))?;
         let mut rec = self
             .get_request(id)?
             .ok_or_else(|| GovError::NotFound(format!("request {id}")))?;

@@ -79,6 +79,12 @@ impl Mirror {
                 Err(r) => r,
             },
         };
+        self.audit_refusal(client, name, asked, &refusal);
+        Ok(Admit::Refused(refusal))
+    }
+
+    /// Records a refusal in the audit log.
+    pub(crate) fn audit_refusal(&self, client: &str, name: &str, asked: &str, refusal: &Refusal) {
         let (gov, event) = (
             self.gov.clone(),
             AuditEvent::Refusal {
@@ -90,7 +96,6 @@ impl Mirror {
         );
         // The append fsyncs: off the event loop, and the client need not wait for it.
         self.rt.spawn_blocking(move || gov.audit(event));
-        Ok(Admit::Refused(refusal))
     }
 
     /// A name nothing approves: a typosquat is refused outright; anything else becomes (or counts

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::admit::Admit;
 use super::fetch::{Expect, FetchTask};
-use super::{Fetched, FileState, Lookup, Mirror};
+use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
 use crate::governance::Approval;
@@ -66,6 +66,14 @@ impl Mirror {
             }
             None => None,
         };
+        // A pinned rule or an approval maps every name to its commit; only an unpinned rule would
+        // resolve a pull request's head, which is anyone's upload.
+        if pin.is_none() {
+            if let Some(r) = self.hf_revision_scope(repo, rev) {
+                self.audit_refusal(client, &name, rev.as_str(), &r);
+                return Ok(Lookup::Refused(r));
+            }
+        }
         let snap = self.resolve_snapshot(repo, rev, pin).await?;
         Ok(match snap {
             Lookup::Found(mut s) => {
@@ -103,7 +111,10 @@ impl Mirror {
             }
             // A pinned rule never moves: every branch or tag name means the pinned commit.
             (Some(pin), _) => pin,
-            (None, Some(asked)) => asked,
+            (None, Some(asked)) => match self.missing.get(&missing_key(repo, &asked.hex())) {
+                Some(miss) => return Ok(miss.into()),
+                None => asked,
+            },
             (None, None) => match self.resolve(repo, rev).await? {
                 Lookup::Found(c) => c,
                 Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
@@ -116,9 +127,11 @@ impl Mirror {
             Some(m) => Arc::new(m),
             None => match self.listing(repo, commit).await? {
                 Answer::Found(m) => m,
-                Answer::RepoNotFound(m) => return Ok(Lookup::RepoNotFound(m)),
+                Answer::RepoNotFound(m) => {
+                    return Ok(self.remember_missing(repo, &commit.hex(), Missing::Repo(m)))
+                }
                 Answer::RevisionNotFound(m) | Answer::EntryNotFound(m) => {
-                    return Ok(Lookup::RevisionNotFound(m))
+                    return Ok(self.remember_missing(repo, &commit.hex(), Missing::Revision(m)))
                 }
                 Answer::Denied(m) => {
                     return Ok(Lookup::Refused(Refusal::UpstreamDenied {
@@ -150,7 +163,10 @@ impl Mirror {
         {
             return Ok(Lookup::Found(r.commit));
         }
-        let key = format!("{}\0{}", repo.index_key(), rev);
+        let key = missing_key(repo, rev.as_str());
+        if let Some(miss) = self.missing.get(&key) {
+            return Ok(miss.into());
+        }
         let (hf, store, repo2, rev2) = (
             self.hf.clone(),
             self.store.clone(),
@@ -179,9 +195,11 @@ impl Mirror {
         };
         match answer {
             Ok(Answer::Found(c)) => Ok(Lookup::Found(c)),
-            Ok(Answer::RepoNotFound(m)) => Ok(Lookup::RepoNotFound(m)),
+            Ok(Answer::RepoNotFound(m)) => {
+                Ok(self.remember_missing(repo, rev.as_str(), Missing::Repo(m)))
+            }
             Ok(Answer::RevisionNotFound(m)) | Ok(Answer::EntryNotFound(m)) => {
-                Ok(Lookup::RevisionNotFound(m))
+                Ok(self.remember_missing(repo, rev.as_str(), Missing::Revision(m)))
             }
             Ok(Answer::Denied(m)) => Ok(Lookup::Refused(Refusal::UpstreamDenied {
                 name: repo.policy_name(),
@@ -195,6 +213,12 @@ impl Mirror {
                 None => Err(MirrorError::Upstream(e)),
             },
         }
+    }
+
+    /// Remembers an upstream miss for [`MISSING_TTL`](super::MISSING_TTL) and returns it.
+    fn remember_missing<T>(&self, repo: &HfRepo, rev: &str, miss: Missing) -> Lookup<T> {
+        self.missing.insert(missing_key(repo, rev), miss.clone());
+        miss.into()
     }
 
     /// Fetches (single-flight) and stores the listing of a commit.
@@ -326,6 +350,20 @@ impl Mirror {
                 retry_after: eta_secs.clamp(1, 10),
             })),
             Waited::Lost => Err(MirrorError::Task("fetch task failed".into())),
+        }
+    }
+}
+
+/// The negative cache's key (also the refs flight's): repo and revision as asked.
+fn missing_key(repo: &HfRepo, rev: &str) -> String {
+    format!("{}\0{rev}", repo.index_key())
+}
+
+impl<T> From<Missing> for Lookup<T> {
+    fn from(m: Missing) -> Self {
+        match m {
+            Missing::Repo(m) => Lookup::RepoNotFound(m),
+            Missing::Revision(m) => Lookup::RevisionNotFound(m),
         }
     }
 }

@@ -10,6 +10,7 @@ mod fetch;
 mod hf;
 mod ollama;
 mod prepare;
+mod scope;
 mod signed;
 
 use std::sync::{Arc, Weak};
@@ -87,6 +88,20 @@ impl Fetched {
 type FileKey = (String, Revision, RepoPath);
 type MetaKey = String;
 
+/// How long an upstream "no such repo / revision" answer is believed. Short: a branch pushed a
+/// moment later must appear soon; long enough that a client asking for the same missing revision
+/// in a loop costs one upstream request per period, not one per request.
+const MISSING_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most (repo, revision) misses remembered; a flood of distinct misses evicts the oldest.
+const MISSING_CAPACITY: u64 = 10_000;
+
+/// A remembered upstream miss.
+#[derive(Debug, Clone)]
+pub(crate) enum Missing {
+    Repo(String),
+    Revision(String),
+}
+
 /// The engine.
 pub struct Mirror {
     store: Arc<Store>,
@@ -105,6 +120,9 @@ pub struct Mirror {
     well_known: WellKnown,
     trust: crate::trust::Trust,
     signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
+    /// Recent upstream misses per (repo, revision), so repeated asks for a missing revision do not
+    /// each cost an authenticated upstream request.
+    missing: moka::sync::Cache<MetaKey, Missing>,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
 }
@@ -141,6 +159,10 @@ impl Mirror {
             well_known: WellKnown::shipped(),
             trust,
             signed_flights: SingleFlight::new(rt.clone()),
+            missing: moka::sync::Cache::builder()
+                .max_capacity(MISSING_CAPACITY)
+                .time_to_live(MISSING_TTL)
+                .build(),
             me: me.clone(),
             policy,
             hf,

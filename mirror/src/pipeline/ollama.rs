@@ -11,10 +11,10 @@ use verifier::Digest;
 
 use super::admit::Admit;
 use super::fetch::{Expect, FetchTask};
-use super::{Fetched, FileState, Lookup, Mirror};
+use super::scope::{BlobScope, ManifestScope};
+use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
-use crate::governance::Verdict;
 use crate::names::{OllamaName, Reference, Tag};
 use crate::policy::OllamaDecision;
 use crate::refusal::Refusal;
@@ -157,7 +157,18 @@ impl Mirror {
             (_, pin) => pin,
         };
         let digest = match (reference, pin) {
-            (Reference::Digest(d), _) => *d,
+            // By digest: only a digest in this name's scope, whatever the store holds for others.
+            (Reference::Digest(d), _) => match self.ollama_manifest_scope(name, d)? {
+                ManifestScope::Covered => *d,
+                ManifestScope::Refused(r) => return Ok(Lookup::Refused(r)),
+                // The flight records the confirmation when the upstream serves it under `name`.
+                ManifestScope::AskUpstream => {
+                    match self.fetch_manifest(name, reference, Some(*d)).await? {
+                        Lookup::Found(doc) => doc.digest,
+                        other => return Ok(other),
+                    }
+                }
+            },
             (Reference::Tag(tag), Some(pin)) => {
                 self.check_drift(name, tag, pin);
                 pin
@@ -167,7 +178,9 @@ impl Mirror {
                     .store
                     .get_tag(name, tag)?
                     .filter(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl)
-                    .filter(|r| self.store.has_blob(&r.digest));
+                    .filter(|r| self.store.has_blob(&r.digest))
+                    // A resolution from before confirmations were recorded is asked again.
+                    .filter(|r| self.store.is_confirmed(name, &r.digest).unwrap_or(false));
                 match fresh {
                     Some(r) => r.digest,
                     // The flight records the tag itself, before it ends.
@@ -197,6 +210,11 @@ impl Mirror {
             },
         };
         let layers = self.record_layers(name, &doc).await?;
+        // Served under `name`: its blobs are now in the name's scope (while the manifest is).
+        let (store, name2, served) = (self.store.clone(), name.clone(), doc.digest);
+        let blobs: Vec<Digest> = layers.iter().map(|(d, _)| *d).collect();
+        self.blocking(move || store.put_served(&name2, &served, blobs))
+            .await?;
         // A layer already refused makes the whole model unservable; say why here, on the manifest,
         // the only answer whose body ollama shows (its blob requests start with a HEAD).
         for (d, layer) in &layers {
@@ -223,6 +241,12 @@ impl Mirror {
         expect: Option<Digest>,
     ) -> Result<Lookup<ManifestDoc>, MirrorError> {
         let key = format!("{}\0{reference}", name.index_key());
+        // The same short memory of misses as for HF revisions: a loop of asks for a missing tag or
+        // digest costs one upstream request per TTL.
+        let miss_key = format!("oci\0{key}");
+        if let Some(Missing::Repo(m) | Missing::Revision(m)) = self.missing.get(&miss_key) {
+            return Ok(Lookup::RepoNotFound(m));
+        }
         // A result recorded by a flight that just ended counts (checked under the flight map's
         // lock), so callers arriving after it do not ask upstream again.
         let (store, name2, ref2, ttl) = (
@@ -233,7 +257,9 @@ impl Mirror {
         );
         let settled = move || {
             let digest = match &ref2 {
-                Reference::Digest(d) => *d,
+                // Stored bytes answer for this name only if the upstream served them under it.
+                Reference::Digest(d) if store.is_confirmed(&name2, d).ok()? => *d,
+                Reference::Digest(_) => return None,
                 Reference::Tag(t) => {
                     let r = store.get_tag(&name2, t).ok().flatten()?;
                     if now_unix().saturating_sub(r.resolved_at) >= ttl {
@@ -267,6 +293,10 @@ impl Mirror {
                     .map_err(|e| e.to_string())
             });
         match flight.wait(Duration::from_secs(60)).await {
+            Waited::Done(Ok(Lookup::RepoNotFound(m))) => {
+                self.missing.insert(miss_key, Missing::Repo(m.clone()));
+                Ok(Lookup::RepoNotFound(m))
+            }
             Waited::Done(Ok(l)) => Ok(l),
             Waited::Done(Err(e)) => Err(MirrorError::Upstream(e)),
             Waited::Running { .. } => {
@@ -341,24 +371,20 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        let approval = match self
-            .gov
-            .blob_verdict(Source::Ollama, &name.to_string(), digest)
-        {
-            Verdict::Approved(a) => Some(a.id.clone()),
-            Verdict::Refused(r) => return Ok(Lookup::Refused(r)),
-            Verdict::NoApprovals if self.policy.ollama_name_allowed(name) => None,
-            Verdict::NoApprovals => {
-                return Ok(Lookup::Refused(Refusal::NotApproved {
-                    name: name.to_string(),
-                    request: None,
-                }))
+        let (manifest, approval) = match self.ollama_blob_scope(name, digest)? {
+            BlobScope::Covered { manifest, approval } => (manifest, approval.map(|a| a.id.clone())),
+            BlobScope::Refused(r) => return Ok(Lookup::Refused(r)),
+            BlobScope::NotListed => {
+                return Ok(Lookup::RepoNotFound(format!(
+                    "{digest} is not listed by any manifest served under {name}; pull the manifest first"
+                )))
             }
         };
         Ok(
             match self.ollama_blob_unchecked(name, digest, wait).await? {
                 Lookup::Found(mut info) => {
                     info.approval = approval;
+                    info.manifest = manifest.unwrap_or(info.manifest);
                     Lookup::Found(info)
                 }
                 other => other,
@@ -515,6 +541,7 @@ async fn fetch_manifest_task(
     tokio::task::spawn_blocking(move || {
         store.write_blob(&bytes)?;
         store.put_oci_manifest(&digest, &rec)?;
+        store.put_confirmed(&name, &digest)?;
         if let Reference::Tag(t) = &reference {
             store.put_tag(&name, t, digest)?;
         }

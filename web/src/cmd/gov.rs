@@ -480,6 +480,9 @@ fn approve_version(
     name: &str,
     revision: &str,
 ) -> anyhow::Result<ExitCode> {
+    // The record would refuse them at signing, after a prepare that may take minutes: say so now.
+    signing::check_text("reason", &signer.reason, signing::MAX_REASON)?;
+    signing::check_text("by", &signer.by, signing::MAX_WHO)?;
     // Read the key and the expiry before the (possibly long) prepare, so a typo fails at once.
     let key = read_key(&signer.key)?;
     let expires_at = match &signer.expires {
@@ -690,6 +693,11 @@ pub fn requests(args: RequestsArgs) -> anyhow::Result<ExitCode> {
             by,
             server,
         } => {
+            // Checked here too, so a too-long reason fails before anything is sent.
+            signing::check_text("reason", &reason, signing::MAX_REASON)?;
+            if let Some(by) = &by {
+                signing::check_text("by", by, signing::MAX_WHO)?;
+            }
             let mut body = serde_json::json!({ "reason": reason });
             if let Some(by) = by {
                 body["by"] = Value::String(by);
@@ -780,6 +788,8 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
             .approval
             .parse()
             .with_context(|| format!("{:?}", args.approval))?;
+        signing::check_text("reason", &args.reason, signing::MAX_REASON)?;
+        signing::check_text("by", &args.by, signing::MAX_WHO)?;
         let key = read_key(&args.key)?;
         let admin = Admin::new(&args.server)?;
         let record = RevocationRecord {

@@ -29,6 +29,7 @@ https://huggingface.co and https://registry.ollama.ai, policy mode allowlist wit
 Config keys (TOML; every key optional; deploy/airlock.example.toml explains each):
   listen = \"127.0.0.1:8080\"
   data_dir = \"airlock-data\"
+  trusted_proxies = [\"10.0.0.0/8\"]                  proxies whose X-Forwarded-*/Forwarded count
   [huggingface]
   upstream = \"https://huggingface.co\"
   redirect_hosts = [\"cdn-lfs.huggingface.co\", ...]   host[:port]s upstream redirects may go to
@@ -59,6 +60,7 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   [[policy.allow]]
   hf = \"org/repo\"                                    or \"datasets/org/repo\", \"org/*\", \"gpt2\"
   revision = \"<40-hex commit>\"                       optional pin; the repo is served only at it
+  allow_pr_refs = true                               serve refs/pr/N (off: anyone can open a PR)
   [[policy.allow]]
   ollama = \"library/llama3\"                          or \"namespace/*\"
   tag = \"8b\"                                         optional: only this tag
@@ -73,7 +75,8 @@ Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
   AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_OLLAMA_UPSTREAM, AIRLOCK_OLLAMA_REDIRECT_HOSTS,
   AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE,
-  AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS
+  AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS,
+  AIRLOCK_TRUSTED_PROXIES (comma-separated)
 
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).
@@ -116,11 +119,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let hf = crate::hf::HfSettings {
         tree_page_size: cfg.huggingface.tree_page_size,
     };
+    let budget = crate::body::BodyBudget::new(crate::body::PROTOCOL_BUDGET);
+    let origin =
+        crate::origin::Origin::new(cfg.governance.public_url.as_deref(), &cfg.trusted_proxies);
     let result = actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
             let oci = oci.clone();
             App::new()
                 .app_data(data.clone())
+                .app_data(web::Data::new(budget.clone()))
+                .app_data(web::Data::new(origin.clone()))
                 .configure(crate::admin::configure)
                 .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))
@@ -132,6 +140,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         })
+        // A request's head must arrive within 5 s and a closing client is given 2 s; bodies
+        // are bounded separately (crate::body), as actix has no timeout for them.
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(2))
         .bind(listen)
         .with_context(|| format!("binding {listen}"))?
         .run()

@@ -4,6 +4,7 @@
 //! the user), a refused revision is `RevisionNotFound` (which also defeats client-side cache
 //! fallback), missing files are `EntryNotFound` with `X-Repo-Commit`.
 
+use crate::body::BodyError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use mirror::{MirrorError, Refusal, Revision};
@@ -42,6 +43,8 @@ pub enum HfError {
         /// The file size.
         size: u64,
     },
+    /// The request body was too large, too slow, or could not be held now.
+    Body(crate::body::BodyError),
     /// The engine failed.
     Mirror(MirrorError),
 }
@@ -108,6 +111,21 @@ impl HfError {
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "RangeNotSatisfiable",
                 format!("range outside the file's {size} bytes"),
+            ),
+            HfError::Body(e) => (
+                match e {
+                    BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+                    BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                    BodyError::Broken => StatusCode::BAD_REQUEST,
+                },
+                match e {
+                    BodyError::TooLarge { .. } => "PayloadTooLarge",
+                    BodyError::TimedOut => "RequestTimeout",
+                    BodyError::Busy => "Busy",
+                    BodyError::Broken => "BadRequest",
+                },
+                format!("airlock: {e}"),
             ),
             HfError::Mirror(MirrorError::Upstream(m)) => (
                 StatusCode::BAD_GATEWAY,
@@ -178,6 +196,11 @@ impl ResponseError for HfError {
             }
             HfError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            // The rest of the body is not wanted: close instead of draining it, which frees the
+            // connection's buffers now rather than whenever the client finishes sending.
+            HfError::Body(_) => {
+                resp.force_close();
             }
             _ => {}
         }

@@ -27,7 +27,7 @@ const NEARLY_DONE_SECS: u64 = 2;
 /// The extra wait for such a fetch: with [`FILE_WAIT`], 8.5 s, leaving a margin under the clients'
 /// 10 s timeout on a loaded machine.
 const EXTRA_WAIT: Duration = Duration::from_millis(1500);
-/// Largest accepted `paths-info` body.
+/// Largest accepted `paths-info` body (about 10000 paths; the handler looks at no more).
 const MAX_FORM: usize = 1 << 20;
 
 /// Settings of the HF front door.
@@ -45,9 +45,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: HfSettings) {
 
 async fn dispatch(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     mirror: web::Data<Arc<Mirror>>,
     settings: web::Data<HfSettings>,
+    budget: web::Data<crate::body::BodyBudget>,
+    origin: web::Data<crate::origin::Origin>,
 ) -> Result<HttpResponse, HfError> {
     let route = route::parse(req.method().as_str(), req.uri().path())?;
     match route {
@@ -61,9 +63,22 @@ async fn dispatch(
         }
         Route::Tree { repo, rev, path } => {
             let snap = snapshot(&req, &mirror, &repo, &rev).await?;
-            tree(&req, &snap, path.as_ref(), settings.tree_page_size.max(1))
+            let base = origin.base_url(&req);
+            tree(
+                &req,
+                &base,
+                &snap,
+                path.as_ref(),
+                settings.tree_page_size.max(1),
+            )
         }
         Route::PathsInfo { repo, rev } => {
+            // The body first: a refused or slow request must not hold a connection's body open
+            // while the engine resolves the revision.
+            let body = budget
+                .read(payload, MAX_FORM)
+                .await
+                .map_err(HfError::Body)?;
             let snap = snapshot(&req, &mirror, &repo, &rev).await?;
             paths_info(&snap, &body)
         }
@@ -155,6 +170,7 @@ fn info_json(snap: &Snapshot, blobs: bool) -> Value {
 
 fn tree(
     req: &HttpRequest,
+    base: &str,
     snap: &Snapshot,
     path: Option<&RepoPath>,
     page_size: usize,
@@ -178,14 +194,13 @@ fn tree(
         .collect();
     let mut resp = HttpResponse::Ok();
     if start + page_size < entries.len() {
-        // Absolute and pointing at Airlock itself (trap T11), built from the URL the client used.
-        let conn = req.connection_info();
+        // Absolute and pointing at Airlock itself (trap T11), from the checked public base.
         let query: Vec<&str> = req
             .query_string()
             .split('&')
             .filter(|kv| !kv.starts_with("cursor=") && !kv.is_empty())
             .collect();
-        let mut next = format!("{}://{}{}?", conn.scheme(), conn.host(), req.uri().path());
+        let mut next = format!("{base}{}?", req.uri().path());
         for q in query {
             next.push_str(q);
             next.push('&');
@@ -197,11 +212,6 @@ fn tree(
 }
 
 fn paths_info(snap: &Snapshot, body: &[u8]) -> Result<HttpResponse, HfError> {
-    if body.len() > MAX_FORM {
-        return Err(HfError::BadRequest(
-            "airlock: paths-info body too large".into(),
-        ));
-    }
     let mut out = Vec::new();
     let text = std::str::from_utf8(body)
         .map_err(|_| HfError::BadRequest("airlock: body is not UTF-8".into()))?;

@@ -201,8 +201,8 @@ fn redirect(
     );
     let target = match &settings.blob_url {
         Some(base) => Some(format!("{}{path}", base.trim_end_matches('/'))),
-        None => other_host(req)
-            .map(|authority| format!("{}://{authority}{path}", req.connection_info().scheme())),
+        // The local listener speaks plain HTTP: that is the scheme of an address it names.
+        None => other_host(req).map(|authority| format!("http://{authority}{path}")),
     };
     match target {
         Some(url) => HttpResponse::TemporaryRedirect()
@@ -220,8 +220,14 @@ fn redirect(
 /// local address the connection arrived on, or `localhost` when the client already used that.
 fn other_host(req: &HttpRequest) -> Option<String> {
     let local = req.conn_data::<LocalAddr>()?.0;
-    let info = req.connection_info();
-    let asked = info.host();
+    // The host the client used, checked (forwarding headers only from a trusted proxy); one that
+    // fails the checks is no name of ours, so any other name will do.
+    let asked = req
+        .app_data::<web::Data<crate::origin::Origin>>()
+        .and_then(|o| o.asked(req))
+        .map(|b| b.authority)
+        .unwrap_or_default();
+    let asked = asked.as_str();
     let asked_host = match asked.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => asked,

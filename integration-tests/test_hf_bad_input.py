@@ -79,3 +79,12 @@ def test_upstream_sending_more_than_declared_is_refused(airlock, fake_hub, name,
     st, h, body = settle(airlock, "HEAD", f"/acme/faulty/resolve/main/{name}")
     assert st >= 400
     assert request(airlock, "GET", "/healthz")[0] == 200
+
+
+def test_huge_tree_cursor_is_an_empty_page_not_a_crash(airlock):
+    # start + page_size used to overflow usize: a panic (and a dropped connection) in debug builds.
+    st, h, body = request(airlock, "GET", f"/api/models/acme/tiny/tree/main?cursor={2**64 - 1}")
+    assert st == 200, (st, body[:200])
+    assert body.strip() == b"[]"
+    assert not h.get("Link")
+    assert request(airlock, "GET", "/api/models/acme/tiny/tree/main")[0] == 200

@@ -193,7 +193,9 @@ fn tree(
         .map(|e| entry_json(e))
         .collect();
     let mut resp = HttpResponse::Ok();
-    if start + page_size < entries.len() {
+    // The cursor is client input: a huge one must not overflow (a panic in debug builds).
+    let end = start.saturating_add(page_size);
+    if end < entries.len() {
         // Absolute and pointing at Airlock itself (trap T11), from the checked public base.
         let query: Vec<&str> = req
             .query_string()
@@ -205,7 +207,7 @@ fn tree(
             next.push_str(q);
             next.push('&');
         }
-        next.push_str(&format!("cursor={}", start + page_size));
+        next.push_str(&format!("cursor={end}"));
         resp.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
     }
     Ok(resp.json(page))

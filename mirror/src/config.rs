@@ -27,6 +27,21 @@ pub struct Config {
     pub governance: GovernanceConfig,
     /// `[[trust]]` rules: which repos must carry which signature.
     pub trust: Vec<TrustRule>,
+    /// Never contact an upstream: serve only what was imported (or fetched before), refuse the
+    /// rest with a reason that says to export it from the connected mirror. Also implied when
+    /// both upstreams are set to `""`.
+    pub offline: bool,
+    /// Air-gap bundles (`airlock export` / `airlock import`).
+    pub airgap: AirgapConfig,
+}
+
+/// `[airgap]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AirgapConfig {
+    /// Public keys (PEM, the exporting mirrors' `mirror.pub`) whose signature on a bundle manifest
+    /// `airlock import` accepts. No key, no import.
+    pub trusted_exporters: Vec<PathBuf>,
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -197,6 +212,8 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             trust: Vec::new(),
             policy: PolicyConfig::default(),
+            offline: false,
+            airgap: AirgapConfig::default(),
         }
     }
 }
@@ -277,6 +294,11 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "AIRLOCK_GOVERNANCE_KEYS",
         "governance.keys (comma-separated paths)",
     ),
+    ("AIRLOCK_OFFLINE", "offline (true|false)"),
+    (
+        "AIRLOCK_TRUSTED_EXPORTERS",
+        "airgap.trusted_exporters (comma-separated paths)",
+    ),
 ];
 
 impl Config {
@@ -349,6 +371,20 @@ impl Config {
         if let Some(v) = env("AIRLOCK_GOVERNANCE_KEYS") {
             cfg.governance.keys = split_list(&v).into_iter().map(PathBuf::from).collect();
         }
+        if let Some(v) = env("AIRLOCK_OFFLINE") {
+            cfg.offline = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(MirrorError::Config(format!(
+                        "AIRLOCK_OFFLINE: expected true or false, got {v}"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = env("AIRLOCK_TRUSTED_EXPORTERS") {
+            cfg.airgap.trusted_exporters = split_list(&v).into_iter().map(PathBuf::from).collect();
+        }
         if let Some(v) = env("AIRLOCK_POLICY_MODE") {
             cfg.policy.mode = match v.as_str() {
                 "allowlist" => PolicyMode::Allowlist,
@@ -370,6 +406,13 @@ impl Config {
             cfg.governance.admin_token_file.as_deref(),
         )?;
         Ok(cfg)
+    }
+}
+
+impl Config {
+    /// Whether Airlock must never contact an upstream: `offline = true`, or no upstream at all.
+    pub fn is_offline(&self) -> bool {
+        self.offline || (self.huggingface.upstream.is_empty() && self.ollama.upstream.is_empty())
     }
 }
 

@@ -91,6 +91,11 @@ pub enum Refusal {
         /// The licence found (`unknown` if none).
         license: String,
     },
+    /// This mirror is offline (air-gapped) and holds no imported copy of what was asked.
+    Offline {
+        /// The name (and revision or file) asked for.
+        name: String,
+    },
     /// The upstream refuses Airlock access (gated or private repo, bad token).
     UpstreamDenied {
         /// The name.
@@ -158,6 +163,10 @@ impl fmt::Display for Refusal {
             Refusal::Licence { name, license } => write!(
                 f,
                 "airlock: {name} has licence {license}, which is not in the allowed licences; an approval must override it"
+            ),
+            Refusal::Offline { name } => write!(
+                f,
+                "airlock: {name} is not available on this offline mirror; export it from the connected mirror"
             ),
             Refusal::UpstreamDenied { name, detail } => {
                 write!(f, "airlock: upstream denied access to {name} (gated or private): {detail}")

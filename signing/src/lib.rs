@@ -47,6 +47,7 @@ Invariants:
 
 mod approval;
 mod audit;
+mod bundle;
 mod canonical;
 mod error;
 mod keys;
@@ -60,6 +61,7 @@ pub use audit::{
     downloads_of, entries as log_entries, export as export_log, verify as verify_log, AuditEntry,
     AuditEvent, AuditLog, Entries, Export, Head, Problem, ProblemKind, VerifyOutcome, MAX_LINE,
 };
+pub use bundle::{sign_bundle, verify_bundle};
 pub use error::SigningError;
 pub use keys::{KeyId, KeyPair, PublicKey};
 pub use timestamp::Timestamp;

@@ -105,6 +105,9 @@ pub struct Mirror {
     well_known: WellKnown,
     trust: crate::trust::Trust,
     signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
+    /// Never contact an upstream (an air-gapped mirror): every place below that would go upstream
+    /// answers [`Refusal::Offline`] instead, at once.
+    offline: bool,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
 }
@@ -116,8 +119,17 @@ impl Mirror {
         let store = Arc::new(Store::open(&cfg.data_dir)?);
         let gov = Arc::new(Governance::open(cfg, store.clone())?);
         let policy = Policy::new(&cfg.policy)?;
-        let hf = Arc::new(HfUpstream::new(&cfg.huggingface)?);
-        let oci = Arc::new(OciUpstream::new(&cfg.ollama)?);
+        let offline = cfg.is_offline();
+        let (mut hf_cfg, mut oci_cfg) = (cfg.huggingface.clone(), cfg.ollama.clone());
+        // An offline mirror may configure no upstream at all; its clients are built (the types
+        // want one) but never called, because `offline` gates every upstream request.
+        for upstream in [&mut hf_cfg.upstream, &mut oci_cfg.upstream] {
+            if offline && upstream.is_empty() {
+                *upstream = "http://127.0.0.1:9".into();
+            }
+        }
+        let hf = Arc::new(HfUpstream::new(&hf_cfg)?);
+        let oci = Arc::new(OciUpstream::new(&oci_cfg)?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
         Ok(Arc::new_cyclic(|me| Mirror {
             store,
@@ -125,6 +137,7 @@ impl Mirror {
             well_known: WellKnown::shipped(),
             trust,
             signed_flights: SingleFlight::new(rt.clone()),
+            offline,
             me: me.clone(),
             policy,
             hf,

@@ -30,7 +30,7 @@ use crate::upstream::hf::{Answer, HfUpstream};
 use crate::upstream::oci::OciUpstream;
 
 pub use hf::Snapshot;
-pub(crate) use ollama::parse_manifest as manifest_layers;
+pub(crate) use ollama::{layer_formats, parse_manifest as manifest_layers};
 pub use ollama::{BlobInfo, ManifestDoc};
 
 /// The answer to a lookup: found, refused by Airlock, or absent upstream.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod airgap;
 pub mod gov;
 pub mod reindex;
 pub mod scan;

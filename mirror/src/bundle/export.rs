@@ -186,6 +186,41 @@ pub fn export(
             }
         }
     }
+    // A differential bundle leaves out the versions its base carried, and the blobs and
+    // approvals it carried (the importing side must hold them, and checks that it does).
+    let (since_digest, carried, carried_versions) = match since {
+        Some(path) => {
+            let bytes = read_bounded(path, MAX_MANIFEST)?;
+            let old: BundleManifest =
+                serde_json::from_slice(&bytes).map_err(|e| MirrorError::Bundle {
+                    item: path.display().to_string(),
+                    reason: format!("not a bundle manifest: {e}"),
+                })?;
+            (
+                Some(Digest::of(&bytes)),
+                old.items
+                    .iter()
+                    .filter(|i| matches!(i.kind, ItemKind::Blob | ItemKind::Approval))
+                    .map(|i| i.sha256)
+                    .collect::<HashSet<_>>(),
+                old.versions
+                    .iter()
+                    .map(Version::label)
+                    .collect::<HashSet<_>>(),
+            )
+        }
+        None => (None, HashSet::new(), HashSet::new()),
+    };
+    versions.retain(|v| !carried_versions.contains(&v.label()));
+    let wanted: HashSet<Digest> = versions
+        .iter()
+        .filter_map(|v| match v {
+            Version::Hf { listing, .. } => Some(*listing),
+            Version::Ollama { .. } => None,
+        })
+        .collect();
+    small.retain(|(kind, b)| *kind != ItemKind::Listing || wanted.contains(&Digest::of(b)));
+
     // Every revocation travels (they are small), so one revoked on the connected side stops
     // serving on the far side with the next bundle whatever it selects.
     for r in gov.signed_revocations()? {
@@ -207,23 +242,6 @@ pub fn export(
             })?;
         small.push((ItemKind::Bom, Arc::new(bom)));
     }
-
-    // Items a differential bundle's base already carried are left out.
-    let (since_digest, carried) = match since {
-        Some(path) => {
-            let bytes = read_bounded(path, MAX_MANIFEST)?;
-            let old: BundleManifest =
-                serde_json::from_slice(&bytes).map_err(|e| MirrorError::Bundle {
-                    item: path.display().to_string(),
-                    reason: format!("not a bundle manifest: {e}"),
-                })?;
-            (
-                Some(Digest::of(&bytes)),
-                old.items.iter().map(|i| i.sha256).collect::<HashSet<_>>(),
-            )
-        }
-        None => (None, HashSet::new()),
-    };
 
     let mut items = Vec::new();
     let mut sources: HashMap<Digest, Source2> = HashMap::new();

@@ -532,13 +532,30 @@ fn check_and_commit(
         let staged = staging.join(item.sha256.hex());
         let held = blob_path(&item.sha256);
         let c = if held.is_file() || staged.is_file() {
-            // Verified before (by this store, or by this import before it was interrupted):
-            // not read from the bundle again, but scanned again for this version's record.
-            let (path, is_staged) = if held.is_file() {
-                (held, false)
-            } else {
-                (staged, true)
-            };
+            // Verified before, by this store or by this import before it was interrupted. Bytes
+            // already held are still hashed from the bundle (not written): a tampered bundle is
+            // refused even where it would change nothing. Staged bytes are the resume: skipped.
+            let is_staged = !held.is_file();
+            if !is_staged {
+                let mut h = verifier::Hasher::new(None);
+                parts.read(item.offset, item.size, &mut buf, &mut |c| {
+                    h.update(c);
+                    Ok(())
+                })?;
+                let got = h.finish();
+                if got.sha256 != item.sha256 {
+                    return Err(item_failed(
+                        &parts,
+                        item,
+                        format!(
+                            "sha256 mismatch: the manifest declares {}, the bytes hash to {}",
+                            item.sha256.hex(),
+                            got.sha256.hex()
+                        ),
+                    ));
+                }
+            }
+            let path = if is_staged { staged } else { held };
             let git_oid = match git_size {
                 Some(n) => git_oid_of(&path, n)?,
                 None => None,

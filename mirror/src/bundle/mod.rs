@@ -282,3 +282,6 @@ pub fn bom_ollama(
     let v = export::ollama_version(store, name, digest, approval.as_deref(), tags)?;
     Ok(bom_of(&v, approval.as_ref().map(|a| &a.record)))
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,7 +39,13 @@ def card(title: str) -> str:
 MODEL = {
     "README.md": card("airgap/model"),
     "config.json": json.dumps({"model_type": "gpt2", "n_embd": 8, "n_layer": 1, "n_head": 1}) + "\n",
-    "tokenizer.json": json.dumps({"version": "1.0", "vocab": {f"t{i}": i for i in range(20)}}) + "\n",
+    # A real (word-level) fast tokenizer, so transformers' AutoTokenizer loads it.
+    "tokenizer.json": json.dumps({
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+        "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1, "air": 2, "gap": 3},
+                  "unk_token": "[UNK]"}}) + "\n",
+    "tokenizer_config.json": json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}) + "\n",
     "model.safetensors": model_bytes(2 * 1024 * 1024 + 11, "airgap-model"),
 }
 DATASET = {
@@ -300,6 +306,10 @@ def test_clients_get_byte_identical_files_from_the_offline_mirror(world, tmp_pat
                    off.server)
     assert ds["files"] == {k: hashlib.sha256(as_bytes(v)).hexdigest() for k, v in DATASET.items()}
 
+    tf = expect_ok(hf_op(off, tmp_path / "h4", {"op": "transformers", "repo": "airgap/model",
+                                                  "text": "hello air gap"}), off.server)
+    assert tf["model_type"] == "gpt2" and tf["ids"] == [1, 2, 3], tf
+
     pull = ollama_pull(off.server, "library/airgapped", tmp_path / "pull")
     assert pull.ok, pull.explain() + off.server.log()[-3000:]
     assert pull.manifest() == world.ollama_model.manifest
@@ -435,6 +445,19 @@ def test_importing_the_same_bundle_again_changes_nothing(world):
     p = ok(run("import", str(world.bundle), "--config", str(world.offline_config)))
     assert "0 new blob(s)" in p.stdout, p.stdout
     assert blobs() == before
+
+
+def test_an_offline_mirror_exports_again_for_a_further_tier(world, tmp_path):
+    tier2 = tmp_path / "tier2"
+    ok(run("export", "--config", str(world.offline_config), "--out", str(tier2), "--all-approved"))
+    assert manifest_of(tier2)["exporter"] != manifest_of(world.bundle)["exporter"]
+    t3 = tmp_path / "t3"
+    t3.mkdir()
+    cfg = offline_config(t3, t3 / "data", free_port(), world.keys / "governance.pub", world.target / "mirror.pub")
+    p = ok(run("import", str(tier2), "--config", str(cfg)))
+    assert "3 version(s)" in p.stdout, p.stdout
+    names = lambda d: {p.name for p in (d / "blobs").rglob("*") if p.is_file()}
+    assert names(t3 / "data") == names(world.target)
 
 
 # ---- the AI-BOM ---------------------------------------------------------------------------------------

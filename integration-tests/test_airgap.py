@@ -445,6 +445,9 @@ def test_importing_the_same_bundle_again_changes_nothing(world):
     p = ok(run("import", str(world.bundle), "--config", str(world.offline_config)))
     assert "0 new blob(s)" in p.stdout, p.stdout
     assert blobs() == before
+    imports = [json.loads(l) for l in (world.target / "audit.log").read_text().splitlines() if '"import"' in l]
+    done = [e for e in imports if "refused" not in json.dumps(e)]
+    assert len(done) >= 2 and manifest_of(world.bundle)["exporter"] in json.dumps(done[-1]), done[-1:]
 
 
 def test_an_offline_mirror_exports_again_for_a_further_tier(world, tmp_path):

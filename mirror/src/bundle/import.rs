@@ -290,7 +290,9 @@ fn check_and_commit(
             .into());
         }
         starts.push(total);
-        total += p.size;
+        total = total
+            .checked_add(p.size)
+            .ok_or_else(|| bad(MANIFEST_FILE, "part sizes overflow"))?;
     }
     let mut at = 0u64;
     for item in &m.items {

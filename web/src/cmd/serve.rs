@@ -29,6 +29,7 @@ https://huggingface.co and https://registry.ollama.ai, policy mode allowlist wit
 Config keys (TOML; every key optional; deploy/airlock.example.toml explains each):
   listen = \"127.0.0.1:8080\"
   data_dir = \"airlock-data\"
+  offline = false                                    true: never contact an upstream (air gap)
   [huggingface]
   upstream = \"https://huggingface.co\"
   redirect_hosts = [\"cdn-lfs.huggingface.co\", ...]   host[:port]s upstream redirects may go to
@@ -47,6 +48,8 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   public_url = \"https://airlock.example\"             shown in \"request … pending review at …\"
   prefetch_requests = true                           fetch + scan requested versions in background
   prefetch_max_bytes = 2147483648                    …up to this size per version
+  [airgap]
+  trusted_exporters = [\"/etc/airlock/dmz.pub\"]      mirror.pub keys whose bundles import accepts
   [policy]
   mode = \"allowlist\"                                 or \"open\"
   licenses = [\"apache-2.0\", \"mit\"]                   approvable without an override
@@ -67,7 +70,8 @@ Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
   AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_OLLAMA_UPSTREAM, AIRLOCK_OLLAMA_REDIRECT_HOSTS,
   AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE,
-  AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS
+  AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS,
+  AIRLOCK_OFFLINE, AIRLOCK_TRUSTED_EXPORTERS
 
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).

@@ -532,3 +532,32 @@ def test_differential_bundle_carries_only_new_blobs_and_a_later_revocation_stops
     assert out["sha256"] == hashlib.sha256(SECOND["model.safetensors"]).hexdigest()
     out = hf_op(off, tmp_path / "h2", {"op": "download", "repo": "airgap/model", "filename": "config.json"})
     assert not out["ok"] and "revoked" in out["message"], out
+
+
+def test_trust_rules_are_checked_again_on_the_importing_side(world, fake_hub, tmp_path):
+    """A model-signing rule on the offline side: the bundle's model.sig must verify with that side's key."""
+    vectors = HERE.parent / "verifier" / "tests" / "fixtures" / "signing"
+    model = vectors / "ms" / "key_p256" / "model"
+    if ("model", "airgap/signed") not in fake_hub.repos:
+        fake_hub.add_repo("airgap/signed", {p.name: p.read_bytes() for p in sorted(model.iterdir())})
+    c = world.connected
+    c.start()
+    signer = ["--key", str(world.keys / "governance.key"), "--by", "model-governance", "--reason", "air-gap test"]
+    p = ok(c.cli("approve", "hf", "airgap/signed", *signer))
+    appr = next(w for w in p.stdout.split() if w.startswith("appr-")).rstrip(".:,")
+    c.stop()
+    bundle = tmp_path / "signed-bundle"
+    ok(run("export", "--config", str(c.config), "--out", str(bundle), "--approval", appr))
+    for key, refused in [("wrong_p256.pub.pem", True), ("signer_p256.pub.pem", False)]:
+        site = tmp_path / key
+        site.mkdir()
+        cfg = offline_config(site, site / "data", free_port(), world.keys / "governance.pub",
+                             world.connected.data_dir / "mirror.pub")
+        cfg.write_text(cfg.read_text() + f'[[trust]]\nmatch = "airgap/signed"\nrequire = "model-signing"\n'
+                                          f"keys = [{toml_str(str(vectors / 'keys' / key))}]\n")
+        p = run("import", str(bundle), "--config", str(cfg))
+        if refused:
+            assert p.returncode == 1 and "[[trust]] airgap/signed" in p.stderr, p.stderr
+            assert not (site / "data" / "blobs").exists(), "a refused import created the store"
+        else:
+            assert p.returncode == 0, p.stderr

@@ -374,7 +374,9 @@ pub fn export(
     })
 }
 
-/// Writes the stream range `[start, end)` into one part, hashing it as it goes.
+/// Writes the stream range `[start, end)` into one part, hashing it as it goes. The hashing
+/// runs on a second thread, so it overlaps reading and writing (export keeps pace with `tar`); a
+/// few chunk buffers circulate between the two threads, so memory stays bounded.
 #[allow(clippy::too_many_arguments)]
 fn write_part(
     path: &Path,
@@ -386,47 +388,81 @@ fn write_part(
     total: u64,
     progress: &dyn Fn(u64, u64),
 ) -> Result<Part, MirrorError> {
+    const BUFFERS: usize = 4;
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp).map_err(MirrorError::io(&tmp))?;
-    let mut hasher = verifier::Hasher::new(None);
-    let mut buf = vec![0u8; CHUNK];
-    // Items overlapping the range: the first is found by binary search on the offsets.
-    let first = items.partition_point(|i| i.offset + i.size <= start);
-    for item in items[first..].iter().take_while(|i| i.offset < end) {
-        let from = start.max(item.offset) - item.offset;
-        let to = end.min(item.offset + item.size) - item.offset;
-        let mut emit = |chunk: &[u8]| -> Result<(), MirrorError> {
-            hasher.update(chunk);
-            file.write_all(chunk).map_err(MirrorError::io(&tmp))
-        };
-        match sources.get(&item.sha256) {
-            Some(Source2::Bytes(b)) => emit(&b[from as usize..to as usize])?,
-            Some(Source2::Blob(p)) => {
-                let mut src = std::fs::File::open(p).map_err(MirrorError::io(p))?;
-                src.seek(SeekFrom::Start(from))
-                    .map_err(MirrorError::io(p))?;
-                let mut left = to - from;
-                while left > 0 {
-                    let n = (left as usize).min(buf.len());
-                    src.read_exact(&mut buf[..n]).map_err(MirrorError::io(p))?;
-                    emit(&buf[..n])?;
-                    left -= n as u64;
-                    progress(item.offset + to - left, total);
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..BUFFERS {
+        let _ = back_tx.send(vec![0u8; CHUNK]);
+    }
+    let (written, out) = std::thread::scope(|scope| {
+        // Owned by this closure, so that an unwinding panic drops it and the hasher ends
+        // before the scope waits for it.
+        let hash_tx = hash_tx;
+        let hasher = scope.spawn(move || {
+            let mut h = verifier::Hasher::new(None);
+            for (b, n) in hash_rx.iter() {
+                h.update(&b[..n]);
+                let _ = back_tx.send(b);
+            }
+            h.finish()
+        });
+        let written = (|| -> Result<(), MirrorError> {
+            // Items overlapping the range: the first is found by binary search on the offsets.
+            let first = items.partition_point(|i| i.offset + i.size <= start);
+            for item in items[first..].iter().take_while(|i| i.offset < end) {
+                let from = start.max(item.offset) - item.offset;
+                let to = end.min(item.offset + item.size) - item.offset;
+                let mut src = match sources.get(&item.sha256) {
+                    Some(Source2::Blob(p)) => {
+                        let mut f = std::fs::File::open(p).map_err(MirrorError::io(p))?;
+                        f.seek(SeekFrom::Start(from)).map_err(MirrorError::io(p))?;
+                        Some((f, p))
+                    }
+                    Some(Source2::Bytes(_)) => None,
+                    None => {
+                        return Err(MirrorError::Bundle {
+                            item: item.sha256.to_string(),
+                            reason: "no source for a planned item (a bug)".into(),
+                        })
+                    }
+                };
+                let mut at = from;
+                while at < to {
+                    let Ok(mut b) = back_rx.recv() else {
+                        return Err(MirrorError::Task("part hasher stopped".into()));
+                    };
+                    let n = ((to - at) as usize).min(b.len());
+                    match (&mut src, sources.get(&item.sha256)) {
+                        (Some((f, p)), _) => {
+                            f.read_exact(&mut b[..n]).map_err(MirrorError::io(*p))?
+                        }
+                        (None, Some(Source2::Bytes(bytes))) => {
+                            b[..n].copy_from_slice(&bytes[at as usize..at as usize + n])
+                        }
+                        (None, _) => unreachable!("sources checked above"),
+                    }
+                    file.write_all(&b[..n]).map_err(MirrorError::io(&tmp))?;
+                    at += n as u64;
+                    if hash_tx.send((b, n)).is_err() {
+                        return Err(MirrorError::Task("part hasher stopped".into()));
+                    }
+                    progress(item.offset + at, total);
                 }
             }
-            None => {
-                return Err(MirrorError::Bundle {
-                    item: item.sha256.to_string(),
-                    reason: "no source for a planned item (a bug)".into(),
-                })
-            }
-        }
-    }
+            Ok(())
+        })();
+        drop(hash_tx);
+        let out = hasher.join();
+        (written, out)
+    });
+    written?;
+    let out = out.map_err(|_| MirrorError::Task("part hasher panicked".into()))?;
     file.sync_all().map_err(MirrorError::io(&tmp))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(MirrorError::io(path))?;
     progress(end, total);
-    let out = hasher.finish();
     Ok(Part {
         name: name.to_owned(),
         sha256: out.sha256,

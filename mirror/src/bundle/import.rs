@@ -100,6 +100,31 @@ struct Parts {
 }
 
 impl Parts {
+    /// Fills `out` from the stream at `pos` (across part boundaries).
+    fn fill(&mut self, mut pos: u64, out: &mut [u8]) -> Result<(), MirrorError> {
+        let mut done = 0;
+        while done < out.len() {
+            let i = self.starts.partition_point(|s| *s <= pos).max(1) - 1;
+            let part_end = self.starts.get(i + 1).copied().unwrap_or(u64::MAX);
+            let path = self.dir.join(&self.names[i]);
+            let file = match &mut self.open {
+                Some((j, f)) if *j == i => f,
+                slot => {
+                    let f = File::open(&path).map_err(MirrorError::io(&path))?;
+                    &mut slot.insert((i, f)).1
+                }
+            };
+            file.seek(SeekFrom::Start(pos - self.starts[i]))
+                .map_err(MirrorError::io(&path))?;
+            let n = ((part_end - pos) as usize).min(out.len() - done);
+            file.read_exact(&mut out[done..done + n])
+                .map_err(MirrorError::io(&path))?;
+            done += n;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
     /// Calls `f` with consecutive chunks of the stream range `[offset, offset + len)`.
     fn read(
         &mut self,
@@ -110,29 +135,65 @@ impl Parts {
     ) -> Result<(), Stop> {
         let (mut pos, end) = (offset, offset + len);
         while pos < end {
-            let i = self.starts.partition_point(|s| *s <= pos) - 1;
-            let part_end = self.starts.get(i + 1).copied().unwrap_or(u64::MAX);
-            let path = self.dir.join(&self.names[i]);
-            if self.open.as_ref().map(|(j, _)| *j) != Some(i) {
-                let file = File::open(&path).map_err(MirrorError::io(&path))?;
-                self.open = Some((i, file));
-            }
-            let Some((_, file)) = self.open.as_mut() else {
-                unreachable!("opened just above")
-            };
-            file.seek(SeekFrom::Start(pos - self.starts[i]))
-                .map_err(MirrorError::io(&path))?;
-            let mut left = end.min(part_end) - pos;
-            while left > 0 {
-                let n = (left as usize).min(buf.len());
-                file.read_exact(&mut buf[..n])
-                    .map_err(MirrorError::io(&path))?;
-                f(&buf[..n])?;
-                left -= n as u64;
-                pos += n as u64;
-            }
+            let n = ((end - pos) as usize).min(buf.len());
+            self.fill(pos, &mut buf[..n])?;
+            f(&buf[..n])?;
+            pos += n as u64;
         }
         Ok(())
+    }
+
+    /// [`Parts::read`] with the reading on a second thread, so that reading the parts overlaps
+    /// hashing and writing the quarantine copy (a large blob keeps both cores busy). A few
+    /// chunk buffers circulate between the two threads: memory stays bounded.
+    fn read_pipelined(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]) -> Result<(), Stop>,
+    ) -> Result<(), Stop> {
+        const BUFFERS: usize = 4;
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..BUFFERS {
+            let _ = empty_tx.send(vec![0u8; CHUNK]);
+        }
+        std::thread::scope(|scope| {
+            // Owned by this closure, so that an unwinding panic drops them and the reader ends
+            // before the scope waits for it.
+            let (empty_tx, full_rx) = (empty_tx, full_rx);
+            let reader = scope.spawn(move || -> Result<(), MirrorError> {
+                let (mut pos, end) = (offset, offset + len);
+                while pos < end {
+                    // The consumer stopped (an error of its own): nothing more to read.
+                    let Ok(mut b) = empty_rx.recv() else {
+                        return Ok(());
+                    };
+                    let n = ((end - pos) as usize).min(b.len());
+                    self.fill(pos, &mut b[..n])?;
+                    if full_tx.send((b, n)).is_err() {
+                        return Ok(());
+                    }
+                    pos += n as u64;
+                }
+                Ok(())
+            });
+            let mut outcome = Ok(());
+            for (b, n) in full_rx.iter() {
+                if let Err(e) = f(&b[..n]) {
+                    outcome = Err(e);
+                    break;
+                }
+                let _ = empty_tx.send(b);
+            }
+            drop(empty_tx);
+            drop(full_rx);
+            let read = reader
+                .join()
+                .unwrap_or_else(|_| Err(MirrorError::Task("bundle reader panicked".into())));
+            outcome?;
+            read.map_err(Stop::Err)
+        })
     }
 
     /// The parts a stream range lies in.
@@ -540,7 +601,7 @@ fn check_and_commit(
             let is_staged = !held.is_file();
             if !is_staged {
                 let mut h = verifier::Hasher::new(None);
-                parts.read(item.offset, item.size, &mut buf, &mut |c| {
+                parts.read_pipelined(item.offset, item.size, &mut |c| {
                     h.update(c);
                     Ok(())
                 })?;
@@ -580,7 +641,7 @@ fn check_and_commit(
                     }
                 })
             };
-            parts.read(item.offset, item.size, &mut buf, &mut write)?;
+            parts.read_pipelined(item.offset, item.size, &mut write)?;
             let mut q = w.finish()?;
             let got = q.outcome().clone();
             if got.len != item.size || got.sha256 != item.sha256 {

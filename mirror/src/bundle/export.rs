@@ -55,7 +55,7 @@ pub struct Exported {
 }
 
 /// Where an item's bytes come from.
-enum Source2 {
+enum ItemSource {
     Blob(PathBuf),
     Bytes(Arc<Vec<u8>>),
 }
@@ -244,9 +244,9 @@ pub fn export(
     }
 
     let mut items = Vec::new();
-    let mut sources: HashMap<Digest, Source2> = HashMap::new();
+    let mut sources: HashMap<Digest, ItemSource> = HashMap::new();
     let mut offset = 0u64;
-    let mut push = |kind: ItemKind, sha256: Digest, size: u64, src: Source2| {
+    let mut push = |kind: ItemKind, sha256: Digest, size: u64, src: ItemSource| {
         if carried.contains(&sha256) || sources.contains_key(&sha256) {
             return;
         }
@@ -264,7 +264,7 @@ pub fn export(
             *kind,
             Digest::of(bytes),
             bytes.len() as u64,
-            Source2::Bytes(bytes.clone()),
+            ItemSource::Bytes(bytes.clone()),
         );
     }
     for v in &versions {
@@ -273,7 +273,7 @@ pub fn export(
             let size = std::fs::metadata(&path)
                 .map_err(MirrorError::io(&path))?
                 .len();
-            push(ItemKind::Blob, digest, size, Source2::Blob(path));
+            push(ItemKind::Blob, digest, size, ItemSource::Blob(path));
         }
     }
     drop(push);
@@ -384,7 +384,7 @@ fn write_part(
     start: u64,
     end: u64,
     items: &[Item],
-    sources: &HashMap<Digest, Source2>,
+    sources: &HashMap<Digest, ItemSource>,
     total: u64,
     progress: &dyn Fn(u64, u64),
 ) -> Result<Part, MirrorError> {
@@ -415,12 +415,12 @@ fn write_part(
                 let from = start.max(item.offset) - item.offset;
                 let to = end.min(item.offset + item.size) - item.offset;
                 let mut src = match sources.get(&item.sha256) {
-                    Some(Source2::Blob(p)) => {
+                    Some(ItemSource::Blob(p)) => {
                         let mut f = std::fs::File::open(p).map_err(MirrorError::io(p))?;
                         f.seek(SeekFrom::Start(from)).map_err(MirrorError::io(p))?;
                         Some((f, p))
                     }
-                    Some(Source2::Bytes(_)) => None,
+                    Some(ItemSource::Bytes(_)) => None,
                     None => {
                         return Err(MirrorError::Bundle {
                             item: item.sha256.to_string(),
@@ -438,7 +438,7 @@ fn write_part(
                         (Some((f, p)), _) => {
                             f.read_exact(&mut b[..n]).map_err(MirrorError::io(*p))?
                         }
-                        (None, Some(Source2::Bytes(bytes))) => {
+                        (None, Some(ItemSource::Bytes(bytes))) => {
                             b[..n].copy_from_slice(&bytes[at as usize..at as usize + n])
                         }
                         (None, _) => unreachable!("sources checked above"),

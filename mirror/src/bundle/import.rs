@@ -504,13 +504,12 @@ fn check_and_commit(
             ItemKind::Revocation => {
                 let s = SignedRevocation::from_json(&small[&item.sha256])
                     .map_err(|e| bad(label("revocation"), e.to_string()))?;
-                let r = s.verify(&gov_keys).map_err(|e| {
+                s.verify(&gov_keys).map_err(|e| {
                     bad(
                         label("revocation"),
                         format!("{e} on this mirror ([governance] keys)"),
                     )
                 })?;
-                let _ = r;
                 revocations.push(s);
             }
             _ => {}
@@ -533,7 +532,6 @@ fn check_and_commit(
     };
 
     // 6. Free space: every blob not already held.
-    let carried: HashSet<Digest> = m.items.iter().map(|i| i.sha256).collect();
     let needed: u64 = m
         .items
         .iter()
@@ -815,7 +813,6 @@ fn check_and_commit(
             }
         }
     }
-    let _ = carried;
 
     // 9. Commit. Only now is the index opened (and the server must be stopped).
     let store = Store::open(data_dir).map_err(|e| {

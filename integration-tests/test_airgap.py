@@ -461,6 +461,11 @@ def test_an_offline_mirror_exports_again_for_a_further_tier(world, tmp_path):
     assert "3 version(s)" in p.stdout, p.stdout
     names = lambda d: {p.name for p in (d / "blobs").rglob("*") if p.is_file()}
     assert names(t3 / "data") == names(world.target)
+    # --all: every version held in full, approved or not (allow-rule setups), here the same three.
+    everything = tmp_path / "all"
+    ok(run("export", "--config", str(world.offline_config), "--out", str(everything), "--all"))
+    assert sorted(v["name"] for v in manifest_of(everything)["versions"]) == \
+        sorted(v["name"] for v in manifest_of(tier2)["versions"])
 
 
 # ---- the AI-BOM ---------------------------------------------------------------------------------------

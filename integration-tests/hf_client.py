@@ -49,6 +49,11 @@ def run(op: dict) -> dict:
     if op["op"] == "model_info":
         info = hf.HfApi().repo_info(op["repo"], repo_type=kind, revision=op.get("revision"))
         return {"id": info.id, "sha": info.sha}
+    if op["op"] == "transformers":
+        from transformers import AutoConfig, AutoTokenizer
+        config = AutoConfig.from_pretrained(op["repo"], revision=op.get("revision"))
+        tokenizer = AutoTokenizer.from_pretrained(op["repo"], revision=op.get("revision"))
+        return {"model_type": config.model_type, "ids": tokenizer(op["text"])["input_ids"]}
     raise ValueError(f"unknown op {op['op']}")
 
 

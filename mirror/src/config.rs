@@ -33,6 +33,12 @@ pub struct Config {
     /// `X-Forwarded-Proto` headers are believed when Airlock builds URLs pointing back at itself.
     /// From anyone else those headers are ignored. `[governance] public_url`, when set, wins.
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Never contact an upstream: serve only what was imported (or fetched before), refuse the
+    /// rest with a reason that says to export it from the connected mirror. Also implied when
+    /// both upstreams are set to `""`.
+    pub offline: bool,
+    /// Air-gap bundles (`airlock export` / `airlock import`).
+    pub airgap: AirgapConfig,
 }
 
 /// `[store]`
@@ -71,6 +77,15 @@ impl ProxyNet {
         };
         self.0.contains(&ip)
     }
+}
+
+/// `[airgap]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AirgapConfig {
+    /// Public keys (PEM, the exporting mirrors' `mirror.pub`) whose signature on a bundle manifest
+    /// `airlock import` accepts. No key, no import.
+    pub trusted_exporters: Vec<PathBuf>,
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -258,6 +273,8 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             store: StoreConfig::default(),
             trusted_proxies: Vec::new(),
+            offline: false,
+            airgap: AirgapConfig::default(),
         }
     }
 }
@@ -342,6 +359,11 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "AIRLOCK_GOVERNANCE_KEYS",
         "governance.keys (comma-separated paths)",
     ),
+    ("AIRLOCK_OFFLINE", "offline (true|false)"),
+    (
+        "AIRLOCK_TRUSTED_EXPORTERS",
+        "airgap.trusted_exporters (comma-separated paths)",
+    ),
 ];
 
 impl Config {
@@ -420,6 +442,20 @@ impl Config {
         if let Some(v) = env("AIRLOCK_GOVERNANCE_KEYS") {
             cfg.governance.keys = split_list(&v).into_iter().map(PathBuf::from).collect();
         }
+        if let Some(v) = env("AIRLOCK_OFFLINE") {
+            cfg.offline = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(MirrorError::Config(format!(
+                        "AIRLOCK_OFFLINE: expected true or false, got {v}"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = env("AIRLOCK_TRUSTED_EXPORTERS") {
+            cfg.airgap.trusted_exporters = split_list(&v).into_iter().map(PathBuf::from).collect();
+        }
         if let Some(v) = env("AIRLOCK_POLICY_MODE") {
             cfg.policy.mode = match v.as_str() {
                 "allowlist" => PolicyMode::Allowlist,
@@ -467,6 +503,13 @@ fn check_public_url(u: &str) -> Result<(), MirrorError> {
         return Err(bad("contains characters not allowed in a URL"));
     }
     Ok(())
+}
+
+impl Config {
+    /// Whether Airlock must never contact an upstream: `offline = true`, or no upstream at all.
+    pub fn is_offline(&self) -> bool {
+        self.offline || (self.huggingface.upstream.is_empty() && self.ollama.upstream.is_empty())
+    }
 }
 
 fn split_list(v: &str) -> Vec<String> {

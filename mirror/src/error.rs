@@ -45,6 +45,14 @@ pub enum MirrorError {
         /// Seconds the upstream asked for.
         retry_after_secs: u64,
     },
+    /// An air-gap bundle cannot be written (`airlock export`): the artifact and why.
+    #[error("{item}: {reason}")]
+    Bundle {
+        /// The version, file or path concerned.
+        item: String,
+        /// What is wrong, phrased so the operator can fix it.
+        reason: String,
+    },
     /// A background task died (a bug): reported instead of hanging the client.
     #[error("internal task failed: {0}")]
     Task(String),

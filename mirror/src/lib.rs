@@ -6,6 +6,7 @@
 //! upstream byte is hashed as it arrives; one upstream fetch per artifact however many clients ask.
 #![warn(missing_docs)]
 
+pub mod bundle;
 mod config;
 mod crash;
 mod error;
@@ -23,8 +24,8 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, ProxyNet, Secret,
-    StoreConfig, ENV_KEYS,
+    AirgapConfig, AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, ProxyNet,
+    Secret, StoreConfig, ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};

@@ -99,6 +99,11 @@ pub enum Refusal {
         /// The pull request number as asked.
         pr: String,
     },
+    /// This mirror is offline (air-gapped) and holds no imported copy of what was asked.
+    Offline {
+        /// The name (and revision or file) asked for.
+        name: String,
+    },
     /// The upstream refuses Airlock access (gated or private repo, bad token).
     UpstreamDenied {
         /// The name.
@@ -171,6 +176,10 @@ impl fmt::Display for Refusal {
             Refusal::PullRequestRef { name, pr } => write!(
                 f,
                 "airlock: refs/pr/{pr} of {name} is a pull request (anyone can open one); pull request refs are not served unless a rule sets allow_pr_refs = true or an approval names the ref"
+            ),
+            Refusal::Offline { name } => write!(
+                f,
+                "airlock: {name} is not available on this offline mirror; export it from the connected mirror"
             ),
             Refusal::UpstreamDenied { name, detail } => {
                 write!(f, "airlock: upstream denied access to {name} (gated or private): {detail}")

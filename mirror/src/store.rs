@@ -316,6 +316,67 @@ impl Store {
         Ok(digest)
     }
 
+    /// Moves a file that an import verified and scanned (in its staging directory, on this
+    /// filesystem) into `blobs/`: the same rename as [`Store::promote`], and likewise nothing to do
+    /// if the blob is already there. Blocking.
+    pub(crate) fn adopt(&self, staged: &Path, digest: &Digest) -> Result<(), MirrorError> {
+        let target = self.blob_path(digest);
+        if target.is_file() {
+            let _ = std::fs::remove_file(staged);
+            return Ok(());
+        }
+        let dir = target.parent().unwrap_or(&self.blobs);
+        std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
+        std::fs::rename(staged, &target).map_err(MirrorError::io(&target))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Every HF listing in the index: (repo index key, commit).
+    pub(crate) fn hf_listings(&self) -> Result<Vec<(String, Revision)>, MirrorError> {
+        let mut out = Vec::new();
+        for item in self.manifest_index.iter() {
+            let (k, _) = item?;
+            let k = String::from_utf8_lossy(&k).into_owned();
+            if let Some((repo, commit)) = k.split_once('\0') {
+                if let Ok(c) = Revision::parse(commit) {
+                    out.push((repo.to_owned(), c));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored branch/tag resolution: (repo index key, name, commit).
+    pub(crate) fn hf_refs(&self) -> Result<Vec<(String, String, Revision)>, MirrorError> {
+        let mut out = Vec::new();
+        for item in self.refs.iter() {
+            let (k, v) = item?;
+            let k = String::from_utf8_lossy(&k).into_owned();
+            let rec: Option<RefRecord> = serde_json::from_slice(&v).ok();
+            if let (Some((repo, name)), Some(rec)) = (k.split_once('\0'), rec) {
+                out.push((repo.to_owned(), name.to_owned(), rec.commit));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored Ollama tag resolution: (name index key, tag, manifest digest).
+    pub(crate) fn ollama_tags(&self) -> Result<Vec<(String, String, Digest)>, MirrorError> {
+        let mut out = Vec::new();
+        for item in self.oci_tags.iter() {
+            let (k, v) = item?;
+            let k = String::from_utf8_lossy(&k).into_owned();
+            let rec: Option<TagRecord> = serde_json::from_slice(&v).ok();
+            if let (Some((name, tag)), Some(rec)) = (k.split_once('\0'), rec) {
+                out.push((name.to_owned(), tag.to_owned(), rec.digest));
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn get<T: DeserializeOwned>(
         tree: &sled::Tree,
         k: &[u8],

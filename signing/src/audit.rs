@@ -164,6 +164,34 @@ pub enum AuditEvent {
         /// The sha256 of the configuration file's bytes.
         sha256: Digest,
     },
+    /// An air-gap bundle was written.
+    Export {
+        /// The sha256 of the bundle's manifest file.
+        bundle: Digest,
+        /// The versions it carries (`hf acme/tiny@<commit>`, `ollama library/x@sha256:…`).
+        versions: Vec<String>,
+        /// Artifacts (blobs, listings, records) it carries.
+        items: u64,
+        /// Their total size.
+        bytes: u64,
+    },
+    /// An air-gap bundle was imported, or refused.
+    Import {
+        /// The sha256 of the bundle's manifest file.
+        bundle: Digest,
+        /// The exporting mirror's key, if the manifest's signature verified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exporter: Option<KeyId>,
+        /// The versions that came in (empty if refused).
+        versions: Vec<String>,
+        /// Artifacts newly added to the store.
+        items: u64,
+        /// Their total size.
+        bytes: u64,
+        /// Why the bundle was refused, naming the first bad item (absent if imported).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
 }
 
 /// One parsed line of the log.

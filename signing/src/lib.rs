@@ -47,6 +47,7 @@ Invariants:
 
 mod approval;
 mod audit;
+mod bundle;
 mod canonical;
 mod error;
 mod keys;
@@ -62,6 +63,7 @@ pub use audit::{
     verify as verify_log, AuditEntry, AuditEvent, AuditLog, CutTail, Entries, Export, Head,
     Problem, ProblemKind, VerifyOutcome, MAX_LINE,
 };
+pub use bundle::{sign_bundle, verify_bundle};
 pub use error::SigningError;
 pub use keys::{KeyId, KeyPair, PublicKey};
 pub use timestamp::Timestamp;

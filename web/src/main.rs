@@ -49,6 +49,12 @@ enum Command {
     Audit(cmd::gov::AuditArgs),
     /// Export or import signed approval record files.
     Approvals(cmd::gov::ApprovalsArgs),
+    /// Write a signed bundle of approved versions for an air-gapped mirror (server stopped).
+    Export(cmd::airgap::ExportArgs),
+    /// Take in a bundle, re-verifying everything (exit 1 if refused; server stopped).
+    Import(cmd::airgap::ImportArgs),
+    /// Print a version's CycloneDX 1.6 ML-BOM (the one its bundles carry).
+    Bom(cmd::airgap::BomArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,9 @@ fn main() -> ExitCode {
         Command::Revoke(args) => cmd::gov::revoke(args),
         Command::Audit(args) => cmd::gov::audit(args),
         Command::Approvals(args) => cmd::gov::approvals(args),
+        Command::Export(args) => cmd::airgap::export(args),
+        Command::Import(args) => cmd::airgap::import(args),
+        Command::Bom(args) => cmd::airgap::bom(args),
     };
     match outcome {
         Ok(code) => code,

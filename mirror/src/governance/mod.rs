@@ -91,6 +91,7 @@ pub enum GovError {
 pub struct Governance {
     trusted: Vec<PublicKey>,
     approvals_dir: PathBuf,
+    data_dir: PathBuf,
     index: RwLock<Index>,
     audit: AuditLog,
     store: Arc<Store>,
@@ -103,7 +104,7 @@ pub struct Governance {
     budget: budget::Budget,
 }
 
-fn signing_err(e: signing::SigningError) -> MirrorError {
+pub(crate) fn signing_err(e: signing::SigningError) -> MirrorError {
     MirrorError::Config(e.to_string())
 }
 
@@ -140,6 +141,7 @@ impl Governance {
         let gov = Governance {
             trusted,
             approvals_dir,
+            data_dir: data_dir.to_owned(),
             index: RwLock::new(Index::default()),
             audit,
             store,
@@ -390,6 +392,26 @@ impl Governance {
         }
     }
 
+    /// Every loaded approval, revoked or not.
+    pub fn approvals(&self) -> Vec<Arc<Approval>> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<Arc<Approval>> = index.by_name.values().flatten().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Every revocation record that verifies against the trusted keys, as signed.
+    pub(crate) fn signed_revocations(&self) -> Result<Vec<SignedRevocation>, MirrorError> {
+        let (good, _) =
+            signing::load_revocations(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+        Ok(good)
+    }
+
+    /// The data directory (for the mirror's own key).
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Path of the audit log.
     pub fn audit_path(&self) -> &Path {
         self.audit.path()
@@ -505,7 +527,7 @@ impl Governance {
 
 /// The mirror's own signing key (for the audit log): `mirror.key` in the data dir, created on
 /// first start with `mirror.pub` beside it.
-fn mirror_key(data_dir: &Path) -> Result<KeyPair, MirrorError> {
+pub(crate) fn mirror_key(data_dir: &Path) -> Result<KeyPair, MirrorError> {
     let path = data_dir.join("mirror.key");
     if path.exists() {
         return KeyPair::read_private(&path).map_err(signing_err);

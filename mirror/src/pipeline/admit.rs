@@ -50,6 +50,11 @@ impl Mirror {
                         approval: None,
                     })
                 }
+                // Offline there is no one to review a request for and nothing to fetch it from:
+                // the reason says where the version must come from.
+                Err(Refusal::NotApproved { .. }) if self.offline => Refusal::Offline {
+                    name: name.to_owned(),
+                },
                 Err(Refusal::NotApproved { .. }) => {
                     let refusal = self.unapproved(source, name, asked, client).await?;
                     // No request noted: the client's review-request budget is spent. Audit that

@@ -125,6 +125,11 @@ impl Mirror {
         };
         let manifest = match self.store.get_manifest(repo, commit)? {
             Some(m) => Arc::new(m),
+            None if self.offline => {
+                return Ok(Lookup::Refused(Refusal::Offline {
+                    name: format!("{} at {commit}", repo.policy_name()),
+                }))
+            }
             None => match self.listing(repo, commit).await? {
                 Answer::Found(m) => m,
                 Answer::RepoNotFound(m) => {
@@ -158,6 +163,15 @@ impl Mirror {
         rev: &RevisionName,
     ) -> Result<Lookup<Revision>, MirrorError> {
         let stored = self.store.get_ref(repo, rev)?;
+        // Offline, an imported resolution never goes stale: there is nothing to ask.
+        if self.offline {
+            return Ok(match stored {
+                Some(r) => Lookup::Found(r.commit),
+                None => Lookup::Refused(Refusal::Offline {
+                    name: format!("{} revision {rev}", repo.policy_name()),
+                }),
+            });
+        }
         if let Some(r) =
             stored.filter(|r| now_unix().saturating_sub(r.resolved_at) < self.revision_ttl)
         {
@@ -312,6 +326,16 @@ impl Mirror {
         };
         if let Some(r) = self.store.get_refusal(&snap.repo, snap.commit, path)? {
             return Ok(Lookup::Refused(r));
+        }
+        if self.offline
+            && self
+                .store
+                .get_file(&snap.repo, snap.commit, path)?
+                .is_none()
+        {
+            return Ok(Lookup::Refused(Refusal::Offline {
+                name: format!("{} file {path} at {}", snap.repo.policy_name(), snap.commit),
+            }));
         }
         let key = (snap.repo.index_key(), snap.commit, path.clone());
         let store = self.store.clone();

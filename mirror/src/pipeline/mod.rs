@@ -31,7 +31,7 @@ use crate::upstream::hf::{Answer, HfUpstream};
 use crate::upstream::oci::OciUpstream;
 
 pub use hf::Snapshot;
-pub(crate) use ollama::parse_manifest as manifest_layers;
+pub(crate) use ollama::{layer_formats, parse_manifest as manifest_layers};
 pub use ollama::{BlobInfo, ManifestDoc};
 
 /// The answer to a lookup: found, refused by Airlock, or absent upstream.
@@ -123,6 +123,9 @@ pub struct Mirror {
     /// Recent upstream misses per (repo, revision), so repeated asks for a missing revision do not
     /// each cost an authenticated upstream request.
     missing: moka::sync::Cache<MetaKey, Missing>,
+    /// Never contact an upstream (an air-gapped mirror): every place below that would go upstream
+    /// answers [`Refusal::Offline`] instead, at once.
+    offline: bool,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
 }
@@ -134,8 +137,17 @@ impl Mirror {
         let store = Arc::new(Store::open(&cfg.data_dir)?);
         let gov = Arc::new(Governance::open(cfg, store.clone())?);
         let policy = Policy::new(&cfg.policy)?;
-        let hf = Arc::new(HfUpstream::new(&cfg.huggingface)?);
-        let oci = Arc::new(OciUpstream::new(&cfg.ollama)?);
+        let offline = cfg.is_offline();
+        let (mut hf_cfg, mut oci_cfg) = (cfg.huggingface.clone(), cfg.ollama.clone());
+        // An offline mirror may configure no upstream at all; its clients are built (the types
+        // want one) but never called, because `offline` gates every upstream request.
+        for upstream in [&mut hf_cfg.upstream, &mut oci_cfg.upstream] {
+            if offline && upstream.is_empty() {
+                *upstream = "http://127.0.0.1:9".into();
+            }
+        }
+        let hf = Arc::new(HfUpstream::new(&hf_cfg)?);
+        let oci = Arc::new(OciUpstream::new(&oci_cfg)?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
         // Download windows close on a timer, so a count is written even if no request follows.
         let window = cfg.governance.download_audit_window_secs.unwrap_or(60);
@@ -163,6 +175,7 @@ impl Mirror {
                 .max_capacity(MISSING_CAPACITY)
                 .time_to_live(MISSING_TTL)
                 .build(),
+            offline,
             me: me.clone(),
             policy,
             hf,

@@ -170,14 +170,19 @@ impl Mirror {
                 }
             },
             (Reference::Tag(tag), Some(pin)) => {
-                self.check_drift(name, tag, pin);
+                if !self.offline {
+                    self.check_drift(name, tag, pin);
+                }
                 pin
             }
             (Reference::Tag(tag), None) => {
+                // Offline, an imported tag never goes stale: there is nothing to ask.
                 let fresh = self
                     .store
                     .get_tag(name, tag)?
-                    .filter(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl)
+                    .filter(|r| {
+                        self.offline || now_unix().saturating_sub(r.resolved_at) < self.tag_ttl
+                    })
                     .filter(|r| self.store.has_blob(&r.digest))
                     // A resolution from before confirmations were recorded is asked again.
                     .filter(|r| self.store.is_confirmed(name, &r.digest).unwrap_or(false));
@@ -240,6 +245,11 @@ impl Mirror {
         reference: &Reference,
         expect: Option<Digest>,
     ) -> Result<Lookup<ManifestDoc>, MirrorError> {
+        if self.offline {
+            return Ok(Lookup::Refused(Refusal::Offline {
+                name: format!("{name}:{reference}"),
+            }));
+        }
         let key = format!("{}\0{reference}", name.index_key());
         // The same short memory of misses as for HF revisions: a loop of asks for a missing tag or
         // digest costs one upstream request per TTL.
@@ -349,7 +359,7 @@ impl Mirror {
                 Ok(out)
             })
             .await?;
-        for (d, rec) in &layers {
+        for (d, rec) in layers.iter().filter(|_| !self.offline) {
             // Prefetch: a pull HEADs and GETs every blob next; starting now hides upstream latency.
             let _ = self.blob_flight(name, d, rec);
         }
@@ -406,6 +416,11 @@ impl Mirror {
         };
         if let Some(r) = self.store.get_blob_refusal(digest)? {
             return Ok(Lookup::Refused(r));
+        }
+        if self.offline && self.store.get_blob_record(digest)?.is_none() {
+            return Ok(Lookup::Refused(Refusal::Offline {
+                name: format!("{name} blob {digest}"),
+            }));
         }
         let flight = self.blob_flight(name, digest, &layer);
         let state = match flight.wait(wait).await {
@@ -569,7 +584,7 @@ fn manifest_media_type(bytes: &[u8]) -> Option<String> {
 /// What an Ollama layer's bytes must be, by its declared media type: weights are GGUF, parameters
 /// JSON, prompts and licences text. A layer whose content does not match is refused, so a pickle or
 /// an unknown blob cannot hide behind a weights media type.
-fn layer_formats(media_type: &str) -> Option<&'static [verifier::Format]> {
+pub(crate) fn layer_formats(media_type: &str) -> Option<&'static [verifier::Format]> {
     use verifier::Format;
     let kind = media_type.strip_prefix("application/vnd.ollama.image.")?;
     match kind {

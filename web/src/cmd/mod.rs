@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod airgap;
 pub mod fsck;
 pub mod gc;
 pub mod gov;

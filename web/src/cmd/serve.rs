@@ -30,6 +30,7 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   listen = \"127.0.0.1:8080\"
   data_dir = \"airlock-data\"
   trusted_proxies = [\"10.0.0.0/8\"]                  proxies whose X-Forwarded-*/Forwarded count
+  offline = false                                    true: never contact an upstream (air gap)
   [huggingface]
   upstream = \"https://huggingface.co\"
   redirect_hosts = [\"cdn-lfs.huggingface.co\", ...]   host[:port]s upstream redirects may go to
@@ -54,6 +55,8 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   prefetch_quota_bytes = 21474836480                 review prefetch bytes per rolling day
   [store]
   max_bytes = 500000000000                           evict least recently served unneeded blobs
+  [airgap]
+  trusted_exporters = [\"/etc/airlock/dmz.pub\"]      mirror.pub keys whose bundles import accepts
   [policy]
   mode = \"allowlist\"                                 or \"open\"
   licenses = [\"apache-2.0\", \"mit\"]                   approvable without an override
@@ -76,7 +79,7 @@ Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_OLLAMA_UPSTREAM, AIRLOCK_OLLAMA_REDIRECT_HOSTS,
   AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE,
   AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS,
-  AIRLOCK_TRUSTED_PROXIES (comma-separated)
+  AIRLOCK_TRUSTED_PROXIES (comma-separated), AIRLOCK_OFFLINE, AIRLOCK_TRUSTED_EXPORTERS
 
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).

@@ -22,9 +22,10 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
+    AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
 };
 pub use error::MirrorError;
+pub use flight::ProgressReport;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};
 pub use names::{
     HfRepo, NameError, OllamaName, Reference, RepoId, RepoKind, RepoPath, Revision, RevisionName,

@@ -18,7 +18,7 @@ use verifier::Digest;
 
 use crate::config::Config;
 use crate::error::MirrorError;
-use crate::flight::SingleFlight;
+use crate::flight::{ProgressReport, SingleFlight};
 use crate::governance::Governance;
 use crate::manifest::Manifest;
 use crate::names::{RepoPath, Revision};
@@ -84,6 +84,18 @@ impl Fetched {
     }
 }
 
+/// The longest `Retry-After` ever given: bounds what one early, noisy rate sample can make a client
+/// sleep (huggingface_hub sleeps whatever it is told, uncapped).
+const MAX_RETRY_AFTER: u64 = 3600;
+
+/// The `Retry-After` for a fetch still running: its measured ETA (remaining bytes ÷ recent rate +
+/// the estimated scan and promote time), so one client sleep can cover the whole fetch. With no
+/// byte to measure yet, as long as the fetch has already run: waits grow with a slow upstream
+/// instead of being a fixed guess.
+pub(crate) fn retry_after(eta_secs: Option<u64>, elapsed_secs: u64) -> u64 {
+    eta_secs.unwrap_or(elapsed_secs).clamp(1, MAX_RETRY_AFTER)
+}
+
 type FileKey = (String, Revision, RepoPath);
 type MetaKey = String;
 
@@ -107,6 +119,7 @@ pub struct Mirror {
     signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
+    fetch_env: Arc<fetch::FetchEnv>,
 }
 
 impl Mirror {
@@ -126,6 +139,7 @@ impl Mirror {
             trust,
             signed_flights: SingleFlight::new(rt.clone()),
             me: me.clone(),
+            fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch)),
             policy,
             hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,
@@ -166,6 +180,19 @@ impl Mirror {
     /// The governance state (approvals, requests, audit log).
     pub fn governance(&self) -> &Arc<Governance> {
         &self.gov
+    }
+
+    /// Every artifact fetch in flight (Hugging Face files and OCI blobs), with its progress.
+    pub fn fetches(&self) -> Vec<ProgressReport> {
+        let mut all: Vec<ProgressReport> = self
+            .files
+            .in_flight()
+            .into_iter()
+            .chain(self.blob_flights.in_flight())
+            .map(|p| p.report())
+            .collect();
+        all.sort_by(|a, b| a.artifact.cmp(&b.artifact));
+        all
     }
 
     /// The store (for serving promoted blobs).

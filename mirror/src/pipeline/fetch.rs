@@ -21,10 +21,14 @@ use crate::upstream::{ByteRange, FileResponse, OpenError};
 
 /// How many times one range is (re)opened after breaks before the fetch gives up.
 const MAX_ATTEMPTS: u32 = 6;
-/// The unit of a parallel fetch. Pieces are handed out in order, so the hashed prefix trails the
-/// download by at most `connections` pieces (the read-back left at the end is that much), and a
-/// file of one piece or less is fetched over one connection.
-const PIECE: u64 = 16 << 20;
+/// Bounds of the unit of a parallel fetch. Pieces are handed out in order, so the hashed prefix
+/// trails the download by at most `connections` pieces (the read-back left after the last byte is
+/// that much: 128 MiB at most with 8 connections, a fraction of a second of hashing). A file gets
+/// about four pieces per connection, so a slow connection holding the last piece costs little.
+const MIN_PIECE: u64 = 2 << 20;
+const MAX_PIECE: u64 = 16 << 20;
+/// Files up to this size come over one connection: more would cost more round trips than it saves.
+const SINGLE_STREAM_MAX: u64 = 2 * MIN_PIECE;
 /// A fetch receiving less than this many bytes per second over the stall window has stalled: a
 /// drip-feeding upstream is as stuck as a silent one.
 const MIN_BYTES_PER_SEC: u64 = 1024;
@@ -63,7 +67,8 @@ impl FetchEnv {
     }
 
     fn record_scan(&self, size: u64, took: Duration) {
-        if size >= PIECE && took.as_secs_f64() > 0.0 {
+        // Small files say more about per-file overhead than about throughput.
+        if size >= MAX_PIECE && took.as_secs_f64() > 0.0 {
             self.scan_rate
                 .store((size as f64 / took.as_secs_f64()) as u64, Ordering::Relaxed);
         }
@@ -180,7 +185,7 @@ impl FetchTask {
             }
             Err(WriteError::Mirror(e)) => return Err(e),
         };
-        if declared >= PIECE {
+        if declared >= MAX_PIECE {
             let secs = started.elapsed().as_secs_f64().max(0.001);
             tracing::info!(
                 artifact = %self.label,
@@ -263,25 +268,27 @@ impl FetchTask {
             // Nothing to fetch: the digest of no bytes is what the declared one is checked against.
             return Ok(());
         }
-        if self.env.connections <= 1 || declared <= PIECE {
+        let conns = self.env.connections as u64;
+        if conns <= 1 || declared <= SINGLE_STREAM_MAX {
             return self.range(tx, progress, 0, declared, None, true).await;
         }
+        let piece = (declared / (4 * conns)).clamp(MIN_PIECE, MAX_PIECE);
         // The first piece doubles as the probe: a 206 says the upstream honours `Range`.
         let probe = self
             .open_retrying(ByteRange {
                 start: 0,
-                end: Some(PIECE),
+                end: Some(piece),
             })
             .await?;
         if !probe.partial {
             tracing::info!(artifact = %self.label, "upstream ignores Range; fetching over one stream");
             return self.range(tx, progress, 0, declared, Some(probe), true).await;
         }
-        let next = AtomicU64::new(PIECE);
-        let pieces = declared.div_ceil(PIECE);
-        let n = (self.env.connections as u64).min(pieces) as usize;
+        let next = AtomicU64::new(piece);
+        let n = conns.min(declared.div_ceil(piece)) as usize;
+        tracing::debug!(artifact = %self.label, connections = n, piece, "parallel ranged fetch");
         let mut probe = Some(probe);
-        let workers = (0..n).map(|_| self.worker(tx, progress, &next, probe.take()));
+        let workers = (0..n).map(|_| self.worker(tx, progress, &next, piece, probe.take()));
         futures_util::future::try_join_all(workers).await?;
         Ok(())
     }
@@ -293,17 +300,18 @@ impl FetchTask {
         tx: &mpsc::Sender<Chunk>,
         progress: &Progress,
         next: &AtomicU64,
+        piece: u64,
         mut first: Option<FileResponse>,
     ) -> Result<(), Halt> {
         loop {
             let start = match first {
                 Some(_) => 0,
-                None => next.fetch_add(PIECE, Ordering::Relaxed),
+                None => next.fetch_add(piece, Ordering::Relaxed),
             };
             if start >= self.size {
                 return Ok(());
             }
-            let end = (start + PIECE).min(self.size);
+            let end = (start + piece).min(self.size);
             self.range(tx, progress, start, end, first.take(), false)
                 .await?;
         }

@@ -772,9 +772,12 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cdn-port", type=int, default=0)
     ap.add_argument("--info-file", help="also write the JSON line with the ports here")
+    ap.add_argument("--cdn-rate", type=float, default=0, metavar="BYTES_PER_SEC",
+                    help="cap every connection's file-body bandwidth (a WAN link, a busy CDN edge)")
     args = ap.parse_args(argv)
 
     hub = FakeHub(page_size=args.page_size, xet=not args.no_xet, hub_port=args.port, cdn_port=args.cdn_port)
+    hub.cdn_rate = args.cdn_rate or None
     files: dict = {}
     for spec in args.serve_file:
         disk, _, rpath = spec.partition("=")

@@ -230,7 +230,7 @@ def test_twenty_clients_on_one_cold_file_make_one_fetch_job(slow_hub, tmp_path):
         assert running, "the admin API never showed the fetch"
         assert all(len(snap) <= 1 for snap in seen), seen
         f = running[-1]
-        assert f["artifact"] == "model.safetensors" and f["total"] == len(data), f
+        assert f["artifact"] == "slow/twenty/model.safetensors" and f["total"] == len(data), f
         assert {"bytes", "rate_bytes_per_sec", "elapsed_secs", "eta_secs"} <= set(f), f
         assert admin_fetches(airlock) == []
     finally:

@@ -43,6 +43,9 @@ class ThrottleProxy:
     def stop(self) -> None:
         async def close():
             self._server.close()
+            for t in asyncio.all_tasks():  # connections still open (keep-alive clients)
+                if t is not asyncio.current_task():
+                    t.cancel()
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)

@@ -295,7 +295,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AIRLOCK_OLLAMA_BLOB_URL", "ollama.blob_url"),
     ("AIRLOCK_POLICY_MODE", "policy.mode (allowlist|open)"),
     ("AIRLOCK_FETCH_CONNECTIONS", "fetch.connections"),
-    ("AIRLOCK_FETCH_STALL_TIMEOUT_SECS", "fetch.stall_timeout_secs"),
+    (
+        "AIRLOCK_FETCH_STALL_TIMEOUT_SECS",
+        "fetch.stall_timeout_secs",
+    ),
     ("AIRLOCK_ADMIN_TOKEN", "governance.admin_token"),
     ("AIRLOCK_ADMIN_TOKEN_FILE", "governance.admin_token_file"),
     ("AIRLOCK_PUBLIC_URL", "governance.public_url"),

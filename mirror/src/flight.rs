@@ -300,6 +300,32 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    #[test]
+    fn eta_is_remaining_over_the_measured_rate_plus_the_checks() {
+        let p = Progress::default();
+        p.describe("f", 1000, 3);
+        assert_eq!(
+            p.eta_secs(),
+            None,
+            "nothing to measure before the first byte"
+        );
+        p.sample();
+        std::thread::sleep(Duration::from_millis(1100));
+        p.add(100);
+        p.sample();
+        // ~90 bytes/s over the window: 900 remaining bytes take ~10 s, plus 3 s of checks.
+        let eta = p.eta_secs().unwrap();
+        assert!((11..=14).contains(&eta), "eta {eta}");
+        p.add(900);
+        assert_eq!(
+            p.eta_secs(),
+            Some(3),
+            "all bytes in: only the checks remain"
+        );
+        let r = p.report();
+        assert_eq!((r.artifact.as_str(), r.bytes, r.total), ("f", 1000, 1000));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_task_for_many_callers() {
         let sf: Arc<SingleFlight<&'static str, u32>> =

@@ -22,7 +22,8 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
+    AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret,
+    ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use flight::ProgressReport;

@@ -150,7 +150,7 @@ impl FetchTask {
                 .map_err(|e| MirrorError::Task(e.to_string()))??;
         // The writer lives on a blocking thread; chunks reach it through a bounded channel, so
         // memory stays bounded whatever the file size and hashing overlaps the network.
-        let (tx, mut rx) = mpsc::channel::<Chunk>(64);
+        let (tx, mut rx) = mpsc::channel::<Chunk>(32);
         let writer_task = tokio::task::spawn_blocking(move || {
             let mut writer = writer;
             while let Some(msg) = rx.blocking_recv() {
@@ -282,7 +282,9 @@ impl FetchTask {
             .await?;
         if !probe.partial {
             tracing::info!(artifact = %self.label, "upstream ignores Range; fetching over one stream");
-            return self.range(tx, progress, 0, declared, Some(probe), true).await;
+            return self
+                .range(tx, progress, 0, declared, Some(probe), true)
+                .await;
         }
         let next = AtomicU64::new(piece);
         let n = conns.min(declared.div_ceil(piece)) as usize;

@@ -354,7 +354,7 @@ async fn fetch_file(
             let (hf, repo, path) = (hf2.clone(), repo2.clone(), path2.clone());
             Box::pin(async move { hf.open_file(&repo, commit, &path, range).await })
         }),
-        label: entry.path.to_string(),
+        label: format!("{repo}/{}", entry.path),
         size: entry.size,
         expect,
         formats: None,

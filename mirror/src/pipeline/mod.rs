@@ -229,3 +229,18 @@ impl Mirror {
         self.blocking(move || store.open_blob(&digest)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_follows_the_eta_not_a_fixed_number() {
+        assert_eq!(super::retry_after(Some(143), 7), 143);
+        assert_eq!(super::retry_after(Some(0), 7), 1);
+        assert_eq!(
+            super::retry_after(None, 7),
+            7,
+            "no rate yet: as long as the fetch ran"
+        );
+        assert_eq!(super::retry_after(Some(1 << 30), 7), super::MAX_RETRY_AFTER);
+    }
+}

@@ -154,9 +154,7 @@ async fn blob_route(
             Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => {
                 return Err(OciError::BlobUnknown(m))
             }
-            Lookup::EntryNotFound { .. } => {
-                return Err(OciError::BlobUnknown(digest.to_string()))
-            }
+            Lookup::EntryNotFound { .. } => return Err(OciError::BlobUnknown(digest.to_string())),
         };
         // The direct URL is where the bytes come from: it holds the request until they are
         // verified (or the fetch fails), so no client retry budget is spent on a slow upstream.

@@ -16,7 +16,9 @@ on 127.0.0.1 only, with the Python standard library only:
 
 Every request is counted per (listener, method, path): `GET /_test/stats`, `POST /_test/reset`. Faults are
 injected per file (`FakeHub.set_fault` or `POST /_test/faults`): `flip`, `cut_once`, `status_once`,
-`extra_bytes`, `absurd_length`, `redirect_elsewhere`, `slow`. `FakeHub.commit` moves a branch to a new commit.
+`extra_bytes`, `absurd_length`, `redirect_elsewhere`, `slow`, `rate` (bytes/s per connection for that file: a
+drip-feed when small). `FakeHub.cdn_rate` caps every connection's bandwidth (a WAN link, a busy CDN edge).
+`FakeHub.commit` moves a branch to a new commit.
 
 Used in-process by the pytest fixtures (`FakeHub(...).start()`), or standalone for the benchmark:
 
@@ -176,6 +178,8 @@ class FakeHub:
                  cdn_port: int = 0):
         self.page_size = page_size
         self.xet = xet
+        # Bytes per second per connection for file bodies (None: as fast as loopback goes).
+        self.cdn_rate: float | None = None
         self.host = host
         self._want_ports = (hub_port, cdn_port)
         self.repos: dict[tuple[str, str], Repo] = {}
@@ -236,7 +240,8 @@ class FakeHub:
     # ---- faults ------------------------------------------------------------------------------------
     def set_fault(self, repo_id: str, path: str, kind: str = "model", **fault) -> None:
         """Faults (combinable): flip=True|offset, cut_once=<bytes before the cut>, status_once=<status>,
-        extra_bytes=<n>, absurd_length=True, redirect_elsewhere=True, slow=<seconds before the body>."""
+        extra_bytes=<n>, absurd_length=True, redirect_elsewhere=True, slow=<seconds before the body>,
+        rate=<bytes per second per connection>."""
         with self.lock:
             self.faults[(kind, repo_id, path)] = dict(fault)
 
@@ -663,13 +668,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.get("slow"):
             self.wfile.flush()
             time.sleep(float(fault["slow"]))
+        rate = fault.get("rate") or self.hub.cdn_rate
+        write = self._paced(float(rate)) if rate else self.wfile.write
         flip = fault.get("flip")
         flip_at = None
         if flip is not None and flip is not False:
             flip_at = e.size // 2 if flip is True else int(flip)
         cut = fault.get("cut_once")
         budget = int(cut) if cut is not None else None
-        if flip_at is None and budget is None and e.disk_path and not fault.get("absurd_length"):
+        if flip_at is None and budget is None and e.disk_path and not fault.get("absurd_length") and not rate:
             with open(e.disk_path, "rb") as f:  # the benchmark's fast path
                 self.connection.sendfile(f, start, end - start)
         else:
@@ -681,16 +688,33 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk = bytes(b)
                 if budget is not None:
                     if budget <= len(chunk):
-                        self.wfile.write(chunk[:budget])
+                        write(chunk[:budget])
                         self._hard_close()
                         return
                     budget -= len(chunk)
-                self.wfile.write(chunk)
+                write(chunk)
                 pos += len(chunk)
         if extra:
             self.wfile.write(gen_bytes(extra, "extra"))
         if fault.get("absurd_length"):
             self._hard_close()
+
+    def _paced(self, rate: float):
+        """A writer that keeps this connection at `rate` bytes/s: bytes sent ≤ rate × elapsed, in steps of
+        1/20 s, so parallel connections each get the full rate (as from a CDN edge)."""
+        t0, sent = time.monotonic(), 0
+        step = max(1, min(64 * 1024, int(rate / 20)))
+
+        def write(data: bytes) -> None:
+            nonlocal sent
+            for i in range(0, len(data), step):
+                piece = data[i:i + step]
+                self.wfile.write(piece)
+                sent += len(piece)
+                ahead = sent / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        return write
 
     def _hard_close(self):
         """Drop the connection mid-body (what a flaky CDN does)."""
@@ -748,9 +772,12 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cdn-port", type=int, default=0)
     ap.add_argument("--info-file", help="also write the JSON line with the ports here")
+    ap.add_argument("--cdn-rate", type=float, default=0, metavar="BYTES_PER_SEC",
+                    help="cap every connection's file-body bandwidth (a WAN link, a busy CDN edge)")
     args = ap.parse_args(argv)
 
     hub = FakeHub(page_size=args.page_size, xet=not args.no_xet, hub_port=args.port, cdn_port=args.cdn_port)
+    hub.cdn_rate = args.cdn_rate or None
     files: dict = {}
     for spec in args.serve_file:
         disk, _, rpath = spec.partition("=")

@@ -39,6 +39,8 @@ pub struct Config {
     pub offline: bool,
     /// Air-gap bundles (`airlock export` / `airlock import`).
     pub airgap: AirgapConfig,
+    /// How artifacts are fetched from upstream.
+    pub fetch: FetchConfig,
 }
 
 /// `[store]`
@@ -86,6 +88,27 @@ pub struct AirgapConfig {
     /// Public keys (PEM, the exporting mirrors' `mirror.pub`) whose signature on a bundle manifest
     /// `airlock import` accepts. No key, no import.
     pub trusted_exporters: Vec<PathBuf>,
+}
+
+/// `[fetch]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Parallel ranged connections per large artifact (1 = one stream). Files of one piece or
+    /// less, and upstreams that ignore `Range`, always use one.
+    pub connections: usize,
+    /// A fetch that receives less than 1 KiB/s over this many seconds is failed (its waiting
+    /// clients get a retryable error and the next request starts over).
+    pub stall_timeout_secs: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            connections: 8,
+            stall_timeout_secs: 60,
+        }
+    }
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -275,6 +298,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             offline: false,
             airgap: AirgapConfig::default(),
+            fetch: FetchConfig::default(),
         }
     }
 }
@@ -352,6 +376,11 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AIRLOCK_OLLAMA_TOKEN_FILE", "ollama.token_file"),
     ("AIRLOCK_OLLAMA_BLOB_URL", "ollama.blob_url"),
     ("AIRLOCK_POLICY_MODE", "policy.mode (allowlist|open)"),
+    ("AIRLOCK_FETCH_CONNECTIONS", "fetch.connections"),
+    (
+        "AIRLOCK_FETCH_STALL_TIMEOUT_SECS",
+        "fetch.stall_timeout_secs",
+    ),
     ("AIRLOCK_ADMIN_TOKEN", "governance.admin_token"),
     ("AIRLOCK_ADMIN_TOKEN_FILE", "governance.admin_token_file"),
     ("AIRLOCK_PUBLIC_URL", "governance.public_url"),
@@ -430,6 +459,18 @@ impl Config {
         if let Some(v) = env("AIRLOCK_OLLAMA_BLOB_URL") {
             cfg.ollama.blob_url = Some(v);
         }
+        if let Some(v) = env("AIRLOCK_FETCH_CONNECTIONS") {
+            cfg.fetch.connections = v.parse().map_err(|_| {
+                MirrorError::Config(format!("AIRLOCK_FETCH_CONNECTIONS: not a number: {v}"))
+            })?;
+        }
+        if let Some(v) = env("AIRLOCK_FETCH_STALL_TIMEOUT_SECS") {
+            cfg.fetch.stall_timeout_secs = v.parse().map_err(|_| {
+                MirrorError::Config(format!(
+                    "AIRLOCK_FETCH_STALL_TIMEOUT_SECS: not a number: {v}"
+                ))
+            })?;
+        }
         if let Some(v) = env("AIRLOCK_ADMIN_TOKEN") {
             cfg.governance.admin_token = Some(Secret(v));
         }
@@ -478,6 +519,17 @@ impl Config {
         )?;
         if let Some(u) = &cfg.governance.public_url {
             check_public_url(u)?;
+        }
+        if !(1..=64).contains(&cfg.fetch.connections) {
+            return Err(MirrorError::Config(format!(
+                "fetch.connections must be between 1 and 64, got {}",
+                cfg.fetch.connections
+            )));
+        }
+        if cfg.fetch.stall_timeout_secs == 0 {
+            return Err(MirrorError::Config(
+                "fetch.stall_timeout_secs must be at least 1".into(),
+            ));
         }
         Ok(cfg)
     }

@@ -2,20 +2,62 @@
 //! on the engine runtime and owned by the map, not by any caller, so a client that disconnects does
 //! not cancel a fetch others are waiting for; every waiter gets the same outcome.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// How far a task has come, for callers who want to say "come back in N seconds".
-#[derive(Debug, Default)]
+/// How far a task has come, for callers who want to say "come back in N seconds" and for the
+/// admin API's list of in-flight fetches.
+#[derive(Debug)]
 pub struct Progress {
     done: AtomicU64,
     total: AtomicU64,
+    started: Instant,
+    /// What is being fetched (set by the task, for logs and the admin API).
+    label: OnceLock<String>,
+    /// Seconds expected after the last byte (scan, promote), estimated from the size.
+    after_secs: AtomicU64,
+    /// Recent `(when, done)` samples: the rate is measured over this window, so an ETA follows the
+    /// link as it is now, not as it was when the fetch started.
+    samples: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+/// How far back the transfer rate is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A snapshot of a task's progress.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProgressReport {
+    /// What is being fetched.
+    pub artifact: String,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Bytes declared.
+    pub total: u64,
+    /// Bytes per second over the last few seconds (0 before any byte).
+    pub rate_bytes_per_sec: u64,
+    /// Seconds since the fetch started.
+    pub elapsed_secs: u64,
+    /// Estimated seconds until it is verified and servable; absent before any byte arrived.
+    pub eta_secs: Option<u64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            started: Instant::now(),
+            label: OnceLock::new(),
+            after_secs: AtomicU64::new(0),
+            samples: Mutex::new(VecDeque::new()),
+        }
+    }
 }
 
 impl Progress {
@@ -23,6 +65,84 @@ impl Progress {
     pub fn set(&self, done: u64, total: u64) {
         self.done.store(done, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Adds `n` done units; returns the new count.
+    pub fn add(&self, n: u64) -> u64 {
+        self.done.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    /// Units done so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Names the task and says how many seconds its work after the last byte should take.
+    pub fn describe(&self, label: &str, total: u64, after_secs: u64) {
+        let _ = self.label.set(label.to_owned());
+        self.total.store(total, Ordering::Relaxed);
+        self.after_secs.store(after_secs, Ordering::Relaxed);
+    }
+
+    /// Records a rate sample (called about once a second by the task's watchdog).
+    pub fn sample(&self) {
+        let now = Instant::now();
+        let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        s.push_back((now, self.done()));
+        while s.len() > 2 && s.front().is_some_and(|(t, _)| now - *t > RATE_WINDOW) {
+            s.pop_front();
+        }
+    }
+
+    /// Units per second: over the sample window when there is one, else since the start.
+    pub fn rate(&self) -> f64 {
+        let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some((t0, d0)), Some((t1, d1))) = (s.front(), s.back()) {
+            let dt = (*t1 - *t0).as_secs_f64();
+            if dt >= 1.0 {
+                return d1.saturating_sub(*d0) as f64 / dt;
+            }
+        }
+        drop(s);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if elapsed > 0.0 {
+            self.done() as f64 / elapsed
+        } else {
+            0.0
+        }
+    }
+
+    /// Seconds until done: remaining ÷ measured rate, plus the work after the last byte. `None`
+    /// while there is nothing to measure (no byte yet, or a rate of zero).
+    pub fn eta_secs(&self) -> Option<u64> {
+        let done = self.done();
+        let total = self.total.load(Ordering::Relaxed);
+        let after = self.after_secs.load(Ordering::Relaxed);
+        if done > 0 && done >= total {
+            return Some(after.max(1));
+        }
+        let rate = self.rate();
+        if done == 0 || rate < 1.0 {
+            return None;
+        }
+        Some(((total - done) as f64 / rate).ceil() as u64 + after)
+    }
+
+    /// Seconds since the task started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A snapshot for logs and the admin API.
+    pub fn report(&self) -> ProgressReport {
+        ProgressReport {
+            artifact: self.label.get().cloned().unwrap_or_default(),
+            bytes: self.done(),
+            total: self.total.load(Ordering::Relaxed),
+            rate_bytes_per_sec: self.rate() as u64,
+            elapsed_secs: self.elapsed().as_secs(),
+            eta_secs: self.eta_secs(),
+        }
     }
 }
 
@@ -35,7 +155,6 @@ pub struct SingleFlight<K, V> {
 struct Joined<V> {
     rx: watch::Receiver<Option<V>>,
     progress: Arc<Progress>,
-    started: Instant,
 }
 
 impl<V> Clone for Joined<V> {
@@ -43,7 +162,6 @@ impl<V> Clone for Joined<V> {
         Joined {
             rx: self.rx.clone(),
             progress: self.progress.clone(),
-            started: self.started,
         }
     }
 }
@@ -60,10 +178,12 @@ enum FlightInner<V> {
 pub enum Waited<V> {
     /// The task finished with this value.
     Done(V),
-    /// Still running after the wait; the estimate is in seconds.
+    /// Still running after the wait.
     Running {
-        /// Rough seconds until done, from the progress so far.
-        eta_secs: u64,
+        /// Seconds until done, from the measured progress; `None` before there is any to measure.
+        eta_secs: Option<u64>,
+        /// Seconds the task has been running.
+        elapsed_secs: u64,
     },
     /// The task died without an outcome (a panic: a bug, reported rather than hung on).
     Lost,
@@ -116,7 +236,6 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
         let joined = Joined {
             rx,
             progress: progress.clone(),
-            started: Instant::now(),
         };
         map.insert(key.clone(), joined.clone());
         drop(map);
@@ -133,6 +252,12 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
             let _ = tx.send(Some(v));
         });
         Flight(FlightInner::Running(joined))
+    }
+
+    /// The progress of every task in flight.
+    pub fn in_flight(&self) -> Vec<Arc<Progress>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|j| j.progress.clone()).collect()
     }
 
     /// Number of tasks in flight.
@@ -162,21 +287,10 @@ impl<V: Clone> Flight<V> {
                 None => Waited::Lost,
             },
             Ok(Err(_)) => Waited::Lost,
-            Err(_) => {
-                let done = j.progress.done.load(Ordering::Relaxed);
-                let total = j.progress.total.load(Ordering::Relaxed);
-                let elapsed = j.started.elapsed().as_secs_f64();
-                let eta = if done > 0 && total > done {
-                    ((total - done) as f64 * elapsed / done as f64).ceil() as u64
-                } else if done > 0 {
-                    // Everything is in; only checking and promoting remain.
-                    1
-                } else {
-                    // No progress to judge by (a stalled or slow-starting upstream).
-                    5
-                };
-                Waited::Running { eta_secs: eta }
-            }
+            Err(_) => Waited::Running {
+                eta_secs: j.progress.eta_secs(),
+                elapsed_secs: j.progress.elapsed().as_secs(),
+            },
         }
     }
 }
@@ -185,6 +299,32 @@ impl<V: Clone> Flight<V> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn eta_is_remaining_over_the_measured_rate_plus_the_checks() {
+        let p = Progress::default();
+        p.describe("f", 1000, 3);
+        assert_eq!(
+            p.eta_secs(),
+            None,
+            "nothing to measure before the first byte"
+        );
+        p.sample();
+        std::thread::sleep(Duration::from_millis(1100));
+        p.add(100);
+        p.sample();
+        // ~90 bytes/s over the window: 900 remaining bytes take ~10 s, plus 3 s of checks.
+        let eta = p.eta_secs().unwrap();
+        assert!((11..=14).contains(&eta), "eta {eta}");
+        p.add(900);
+        assert_eq!(
+            p.eta_secs(),
+            Some(3),
+            "all bytes in: only the checks remain"
+        );
+        let r = p.report();
+        assert_eq!((r.artifact.as_str(), r.bytes, r.total), ("f", 1000, 1000));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_task_for_many_callers() {

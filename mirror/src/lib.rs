@@ -24,10 +24,11 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AirgapConfig, AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, ProxyNet,
-    Secret, StoreConfig, ENV_KEYS,
+    AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
+    ProxyNet, Secret, StoreConfig, ENV_KEYS,
 };
 pub use error::MirrorError;
+pub use flight::ProgressReport;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};
 pub use names::{
     HfRepo, NameError, OllamaName, Reference, RepoId, RepoKind, RepoPath, Revision, RevisionName,

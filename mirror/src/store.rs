@@ -729,7 +729,11 @@ impl Store {
             crate::quarantine::WriteError::Mirror(m) => m,
             other => MirrorError::Task(other.to_string()),
         })?;
-        self.promote(w.finish()?)
+        let q = w.finish().map_err(|e| match e {
+            crate::quarantine::WriteError::Mirror(m) => m,
+            other => MirrorError::Task(other.to_string()),
+        })?;
+        self.promote(q)
     }
 
     /// Reads a whole small blob (a manifest). Blocking.

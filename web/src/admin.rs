@@ -178,6 +178,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/approvals", web::post().to(add_approval))
             .route("/revocations", web::post().to(add_revocation))
             .route("/reload", web::post().to(reload))
+            .route("/fetches", web::get().to(list_fetches))
             .default_service(web::to(|| async {
                 AdminError(StatusCode::NOT_FOUND, "no such admin route".into()).error_response()
             })),
@@ -275,6 +276,12 @@ async fn add_revocation(
 async fn reload(m: M) -> Result<HttpResponse, AdminError> {
     let (loaded, rejected) = m.governance().reload()?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "approvals": loaded, "rejected": rejected })))
+}
+
+/// Upstream fetches in flight: artifact, bytes, total, rate, elapsed, ETA.
+async fn list_fetches(req: HttpRequest, m: M) -> Result<HttpResponse, AdminError> {
+    authorize(&req, &m)?;
+    Ok(HttpResponse::Ok().json(m.fetches()))
 }
 
 #[cfg(test)]

@@ -13,8 +13,11 @@
 //! 3. The sha256 of each blob must equal its digest. Blobs go to `<out>/sha256-<hex>` (an existing
 //!    file is a cache hit, as in ollama), the manifest bytes to `<out>/manifest`.
 //!
-//! Deliberate differences from ollama: no token auth, no resume files, and a failed part is not
-//! retried (ollama retries 6 times with 2^n s backoff, which would only slow failing tests down).
+//! A part that sees no byte for 30 s is re-sent at once, without counting as a retry, as ollama
+//! does (download.go: `errPartStalled` → `try--`): that is what lets a slow cold fetch finish.
+//! Deliberate differences from ollama: no token auth, no resume files, and a part that fails
+//! otherwise is not retried (ollama retries 6 times with 2^n s backoff, which would only slow
+//! failing tests down).
 //! `--min-part-size` lowers ollama's 100 MB minimum so that small test blobs still split into 16.
 //!
 //! Exit codes: 0 pulled, 1 the pull failed (`Error: …` on stderr), 2 bad usage.
@@ -402,9 +405,21 @@ impl Puller {
         }
     }
 
-    /// One `Range` part. The status is not checked: like ollama's `io.CopyN`, this copies exactly
-    /// `len` bytes from whatever body arrives, and fewer bytes is an error.
+    /// One `Range` part, re-sent while it stalls (no byte for [`STALL`]), as ollama does.
     async fn part(&self, url: &Url, path: &Path, start: u64, len: u64) -> Result<u16> {
+        loop {
+            match self.part_once(url, path, start, len).await {
+                Err(e) if is_stall(&e) => {
+                    eprintln!("part {start}+{len} stalled; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt at a part. The status is not checked: like ollama's `io.CopyN`, this copies
+    /// exactly `len` bytes from whatever body arrives, and fewer bytes is an error.
+    async fn part_once(&self, url: &Url, path: &Path, start: u64, len: u64) -> Result<u16> {
         let end = start + len - 1;
         let req = self
             .plain
@@ -436,6 +451,14 @@ impl Puller {
         file.flush().await?;
         Ok(status)
     }
+}
+
+/// Whether an attempt failed because no byte came for [`STALL`] (the client's read timeout).
+fn is_stall(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+    })
 }
 
 /// `206 ×16` or `200 ×1, 206 ×15`.

@@ -631,16 +631,19 @@ fn check_and_commit(
             }
         } else {
             let mut w = Writer::create(staging, item.size, git_size)?;
-            let mut write = |c: &[u8]| -> Result<(), Stop> {
-                w.write(c).map_err(|e| match e {
-                    WriteError::Mirror(m) => Stop::Err(m),
-                    WriteError::TooLarge { limit } => {
-                        Stop::Bad(bad(&label, format!("more than the declared {limit} bytes")))
-                    }
-                })
+            // A write refusal (too many bytes, a short stream) is the bundle's fault; an I/O
+            // failure is ours.
+            let stop = |label: &str, e: WriteError| match e {
+                WriteError::Mirror(m) => Stop::Err(m),
+                WriteError::TooLarge { limit } => {
+                    Stop::Bad(bad(label, format!("more than the declared {limit} bytes")))
+                }
+                other => Stop::Bad(bad(label, other.to_string())),
             };
+            let mut write =
+                |c: &[u8]| -> Result<(), Stop> { w.write(c).map_err(|e| stop(&label, e)) };
             parts.read_pipelined(item.offset, item.size, &mut write)?;
-            let mut q = w.finish()?;
+            let mut q = w.finish().map_err(|e| stop(&label, e))?;
             let got = q.outcome().clone();
             if got.len != item.size || got.sha256 != item.sha256 {
                 return Err(item_failed(

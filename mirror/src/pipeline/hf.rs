@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admit::Admit;
-use super::fetch::{Expect, FetchTask};
+use super::fetch::{Expect, FetchEnv, FetchTask};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
@@ -347,9 +347,9 @@ impl Mirror {
             _ => None,
         };
         let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());
-        let commit = snap.commit;
+        let (commit, env) = (snap.commit, self.fetch_env.clone());
         let flight = self.files.join(key, settled, move |progress| {
-            fetch_file(store, hf, repo, commit, entry, progress)
+            fetch_file(store, env, hf, repo, commit, entry, progress)
         });
         match flight.wait(wait).await {
             Waited::Done(Fetched::Ready(rec)) => match pinned {
@@ -370,8 +370,11 @@ impl Mirror {
                 _ => Ok(Lookup::Found(FileState::Ready(rec))),
             },
             Waited::Done(f) => Mirror::settle(f),
-            Waited::Running { eta_secs } => Ok(Lookup::Found(FileState::Pending {
-                retry_after: eta_secs.clamp(1, 10),
+            Waited::Running {
+                eta_secs,
+                elapsed_secs,
+            } => Ok(Lookup::Found(FileState::Pending {
+                retry_after: super::retry_after(eta_secs, elapsed_secs),
             })),
             Waited::Lost => Err(MirrorError::Task("fetch task failed".into())),
         }
@@ -396,6 +399,7 @@ impl<T> From<Missing> for Lookup<T> {
 /// (the file record, or a sticky refusal).
 async fn fetch_file(
     store: Arc<Store>,
+    env: Arc<FetchEnv>,
     hf: Arc<HfUpstream>,
     repo: HfRepo,
     commit: Revision,
@@ -409,11 +413,12 @@ async fn fetch_file(
     let (hf2, repo2, path2) = (hf.clone(), repo.clone(), entry.path.clone());
     let task = FetchTask {
         store: store.clone(),
-        open: Box::new(move |offset| {
+        env,
+        open: Box::new(move |range| {
             let (hf, repo, path) = (hf2.clone(), repo2.clone(), path2.clone());
-            Box::pin(async move { hf.open_file(&repo, commit, &path, offset).await })
+            Box::pin(async move { hf.open_file(&repo, commit, &path, range).await })
         }),
-        label: entry.path.to_string(),
+        label: format!("{repo}/{}", entry.path),
         size: entry.size,
         expect,
         formats: None,

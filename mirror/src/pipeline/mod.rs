@@ -19,7 +19,7 @@ use verifier::Digest;
 
 use crate::config::Config;
 use crate::error::MirrorError;
-use crate::flight::SingleFlight;
+use crate::flight::{ProgressReport, SingleFlight};
 use crate::governance::Governance;
 use crate::manifest::Manifest;
 use crate::names::{RepoPath, Revision};
@@ -85,6 +85,18 @@ impl Fetched {
     }
 }
 
+/// The longest `Retry-After` ever given: bounds what one early, noisy rate sample can make a client
+/// sleep (huggingface_hub sleeps whatever it is told, uncapped).
+const MAX_RETRY_AFTER: u64 = 3600;
+
+/// The `Retry-After` for a fetch still running: its measured ETA (remaining bytes ÷ recent rate +
+/// the estimated scan and promote time), so one client sleep can cover the whole fetch. With no
+/// byte to measure yet, as long as the fetch has already run: waits grow with a slow upstream
+/// instead of being a fixed guess.
+pub(crate) fn retry_after(eta_secs: Option<u64>, elapsed_secs: u64) -> u64 {
+    eta_secs.unwrap_or(elapsed_secs).clamp(1, MAX_RETRY_AFTER)
+}
+
 type FileKey = (String, Revision, RepoPath);
 type MetaKey = String;
 
@@ -128,6 +140,7 @@ pub struct Mirror {
     offline: bool,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
+    fetch_env: Arc<fetch::FetchEnv>,
 }
 
 impl Mirror {
@@ -177,6 +190,7 @@ impl Mirror {
                 .build(),
             offline,
             me: me.clone(),
+            fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch)),
             policy,
             hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,
@@ -285,6 +299,19 @@ impl Mirror {
         &self.gov
     }
 
+    /// Every artifact fetch in flight (Hugging Face files and OCI blobs), with its progress.
+    pub fn fetches(&self) -> Vec<ProgressReport> {
+        let mut all: Vec<ProgressReport> = self
+            .files
+            .in_flight()
+            .into_iter()
+            .chain(self.blob_flights.in_flight())
+            .map(|p| p.report())
+            .collect();
+        all.sort_by(|a, b| a.artifact.cmp(&b.artifact));
+        all
+    }
+
     /// The store (for serving promoted blobs).
     pub fn store(&self) -> &Arc<Store> {
         &self.store
@@ -322,5 +349,20 @@ impl Mirror {
             Ok(file)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_follows_the_eta_not_a_fixed_number() {
+        assert_eq!(super::retry_after(Some(143), 7), 143);
+        assert_eq!(super::retry_after(Some(0), 7), 1);
+        assert_eq!(
+            super::retry_after(None, 7),
+            7,
+            "no rate yet: as long as the fetch ran"
+        );
+        assert_eq!(super::retry_after(Some(1 << 30), 7), super::MAX_RETRY_AFTER);
     }
 }

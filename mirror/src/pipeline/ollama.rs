@@ -10,7 +10,7 @@ use std::time::Duration;
 use verifier::Digest;
 
 use super::admit::Admit;
-use super::fetch::{Expect, FetchTask};
+use super::fetch::{Expect, FetchEnv, FetchTask};
 use super::scope::{BlobScope, ManifestScope};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
@@ -429,8 +429,11 @@ impl Mirror {
                 Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
                 _ => return Err(MirrorError::Task("unexpected fetch outcome".into())),
             },
-            Waited::Running { eta_secs } => FileState::Pending {
-                retry_after: eta_secs.clamp(1, 30),
+            Waited::Running {
+                eta_secs,
+                elapsed_secs,
+            } => FileState::Pending {
+                retry_after: super::retry_after(eta_secs, elapsed_secs),
             },
             Waited::Lost => return Err(MirrorError::Task("fetch task failed".into())),
         };
@@ -463,9 +466,9 @@ impl Mirror {
             name.clone(),
             layer.size,
         );
-        let media_type = layer.media_type.clone();
+        let (media_type, env) = (layer.media_type.clone(), self.fetch_env.clone());
         self.blob_flights.join(d, settled, move |progress| {
-            fetch_blob(store, oci, name, d, size, media_type, progress)
+            fetch_blob(store, env, oci, name, d, size, media_type, progress)
         })
     }
 
@@ -596,8 +599,10 @@ pub(crate) fn layer_formats(media_type: &str) -> Option<&'static [verifier::Form
 }
 
 /// Fetches one blob through the shared pipeline and records the outcome.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_blob(
     store: Arc<Store>,
+    env: Arc<FetchEnv>,
     oci: Arc<OciUpstream>,
     name: OllamaName,
     digest: Digest,
@@ -607,9 +612,10 @@ async fn fetch_blob(
 ) -> Fetched {
     let task = FetchTask {
         store: store.clone(),
-        open: Box::new(move |offset| {
+        env,
+        open: Box::new(move |range| {
             let (oci, name) = (oci.clone(), name.clone());
-            Box::pin(async move { oci.open_blob(&name, &digest, offset).await })
+            Box::pin(async move { oci.open_blob(&name, &digest, range).await })
         }),
         label: digest.to_string(),
         size,

@@ -87,9 +87,12 @@ impl Mirror {
         let state = match flight.wait(wait).await {
             Waited::Done(Ok(s)) => s,
             Waited::Done(Err(e)) => return Err(MirrorError::Upstream(e)),
-            Waited::Running { eta_secs } => {
+            Waited::Running {
+                eta_secs,
+                elapsed_secs,
+            } => {
                 return Ok(Some(Lookup::Found(FileState::Pending {
-                    retry_after: eta_secs.clamp(1, 10),
+                    retry_after: super::retry_after(eta_secs, elapsed_secs),
                 })))
             }
             Waited::Lost => return Err(MirrorError::Task("signature check failed".into())),

@@ -243,13 +243,13 @@ impl HfUpstream {
         Ok(Answer::Found(Manifest::new(entries)))
     }
 
-    /// Opens a file's bytes at a commit, from `offset`. Follows redirects only to allowed hosts.
+    /// Opens a file's bytes at a commit (a range of them, or all). Follows redirects only to allowed hosts.
     pub async fn open_file(
         &self,
         repo: &HfRepo,
         commit: Revision,
         path: &RepoPath,
-        offset: u64,
+        range: super::ByteRange,
     ) -> Result<FileResponse, OpenError> {
         let prefix = match repo.kind {
             crate::names::RepoKind::Model => String::new(),
@@ -262,7 +262,7 @@ impl HfUpstream {
                 utf8_percent_encode(path.as_str(), PATH)
             ))
             .map_err(|e| OpenError::Permanent(e.to_string()))?;
-        super::open_ranged(self.get(url), offset, path.as_str()).await
+        super::open_ranged(self.get(url), range, path.as_str()).await
     }
 }
 

@@ -159,7 +159,7 @@ pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<u64> {
 
 /// A response carrying file bytes.
 pub struct FileResponse {
-    /// The response, positioned at the first byte at `offset`.
+    /// The response, positioned at the first byte asked for.
     pub response: reqwest::Response,
     /// Whether the upstream honoured the `Range` (206); if not, the body starts at byte 0.
     pub partial: bool,
@@ -179,18 +179,40 @@ pub enum OpenError {
     Permanent(String),
 }
 
-/// Sends a GET for file bytes from `offset` (a `Range` request when resuming) and classifies the
-/// answer. `label` names the file in messages.
+/// Which bytes of a file to ask for: `start..end`, or `start..` to the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte; `None` for the rest of the file.
+    pub end: Option<u64>,
+}
+
+impl ByteRange {
+    /// The `Range` header value, or `None` for the whole file.
+    fn header(&self) -> Option<String> {
+        match self.end {
+            None if self.start == 0 => None,
+            None => Some(format!("bytes={}-", self.start)),
+            Some(end) => Some(format!("bytes={}-{}", self.start, end.saturating_sub(1))),
+        }
+    }
+}
+
+/// Sends a GET for file bytes (a `Range` request unless the whole file is asked for) and
+/// classifies the answer. `label` names the file in messages.
 pub(crate) async fn open_ranged(
     req: reqwest::RequestBuilder,
-    offset: u64,
+    range: ByteRange,
     label: &str,
 ) -> Result<FileResponse, OpenError> {
     use reqwest::{header, StatusCode};
     let mut req = req.header(header::ACCEPT_ENCODING, "identity");
-    if offset > 0 {
-        req = req.header(header::RANGE, format!("bytes={offset}-"));
+    let asked = range.header();
+    if let Some(h) = &asked {
+        req = req.header(header::RANGE, h.as_str());
     }
+    let offset = range.start;
     let resp = req.send().await.map_err(|e| {
         if e.is_redirect() {
             OpenError::Permanent(describe(&e))
@@ -207,7 +229,7 @@ pub(crate) async fn open_ranged(
             response: resp,
             partial: false,
         }),
-        StatusCode::PARTIAL_CONTENT if offset > 0 => {
+        StatusCode::PARTIAL_CONTENT if asked.is_some() => {
             let start = resp
                 .headers()
                 .get(header::CONTENT_RANGE)

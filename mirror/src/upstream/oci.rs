@@ -111,12 +111,12 @@ impl OciUpstream {
         }
     }
 
-    /// Opens a blob from `offset`.
+    /// Opens a blob (a range of it, or all).
     pub async fn open_blob(
         &self,
         name: &OllamaName,
         digest: &Digest,
-        offset: u64,
+        range: super::ByteRange,
     ) -> Result<FileResponse, OpenError> {
         let req = self
             .get(&format!(
@@ -125,6 +125,6 @@ impl OciUpstream {
                 name.model()
             ))
             .map_err(|e| OpenError::Permanent(e.to_string()))?;
-        super::open_ranged(req, offset, &digest.to_string()).await
+        super::open_ranged(req, range, &digest.to_string()).await
     }
 }

@@ -43,6 +43,9 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   token_file = \"/run/secrets/ollama-token\"           upstream bearer token (or token = \"...\")
   blob_url = \"http://blobs.airlock.example:8080\"     where blob GETs redirect (another hostname)
   tag_ttl_secs = 300                                 how long a tag->manifest resolution is reused
+  [fetch]
+  connections = 8                                    parallel ranged connections per large file
+  stall_timeout_secs = 60                            fail a fetch below 1 KiB/s for this long
   [governance]
   keys = [\"/etc/airlock/governance.pub\"]             trusted approval-signing keys
   admin_token_file = \"/run/secrets/airlock-admin\"    enables /admin (or admin_token = \"...\")
@@ -79,7 +82,8 @@ Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_HF_TOKEN, AIRLOCK_HF_TOKEN_FILE, AIRLOCK_OLLAMA_UPSTREAM, AIRLOCK_OLLAMA_REDIRECT_HOSTS,
   AIRLOCK_OLLAMA_TOKEN, AIRLOCK_OLLAMA_TOKEN_FILE, AIRLOCK_OLLAMA_BLOB_URL, AIRLOCK_POLICY_MODE,
   AIRLOCK_ADMIN_TOKEN, AIRLOCK_ADMIN_TOKEN_FILE, AIRLOCK_PUBLIC_URL, AIRLOCK_GOVERNANCE_KEYS,
-  AIRLOCK_TRUSTED_PROXIES (comma-separated), AIRLOCK_OFFLINE, AIRLOCK_TRUSTED_EXPORTERS
+  AIRLOCK_TRUSTED_PROXIES (comma-separated), AIRLOCK_OFFLINE, AIRLOCK_TRUSTED_EXPORTERS,
+  AIRLOCK_FETCH_CONNECTIONS, AIRLOCK_FETCH_STALL_TIMEOUT_SECS
 
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).

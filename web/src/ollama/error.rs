@@ -25,11 +25,6 @@ pub enum OciError {
     Unsupported,
     /// A path that is not part of the API.
     NotFound,
-    /// Still fetching and verifying.
-    Pending {
-        /// Seconds.
-        retry_after: u64,
-    },
     /// A `Range` outside the blob.
     RangeNotSatisfiable {
         /// The blob size.
@@ -70,11 +65,6 @@ impl OciError {
                 "NOT_FOUND",
                 "no such registry route".into(),
             ),
-            OciError::Pending { retry_after } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                format!("airlock is fetching and verifying this blob; retry in {retry_after}s"),
-            ),
             OciError::RangeNotSatisfiable { size } => (
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "RANGE_INVALID",
@@ -114,9 +104,6 @@ impl ResponseError for OciError {
         }
         let mut resp = HttpResponse::build(status);
         match self {
-            OciError::Pending { retry_after } => {
-                resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
-            }
             OciError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => {
                 resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }

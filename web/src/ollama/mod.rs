@@ -20,9 +20,14 @@ use verifier::Digest;
 use crate::blob;
 pub use error::OciError;
 
-/// How long a blob GET waits for a cold blob to be fetched and verified before answering 503.
-/// ollama retries a failed blob GET for about 30 s; a pull that outlasts that is simply run again.
-const BLOB_WAIT: Duration = Duration::from_secs(25);
+/// How long a blob GET waits for a cold blob before redirecting to the direct URL anyway: ollama
+/// resolves the direct URL under a 30 s deadline (download.go), so the answer must come well
+/// before that; a blob refused within this time is answered here, with a body ollama shows.
+const BLOB_WAIT: Duration = Duration::from_secs(20);
+/// How long a direct-URL GET waits for a cold blob per round. It keeps waiting, round after round,
+/// as long as the fetch runs (the fetch's own stall timeout bounds that): oras and curl set no read
+/// timeout, and ollama re-sends a part that saw no byte for 30 s without counting it as a retry.
+const DIRECT_WAIT: Duration = Duration::from_secs(20);
 /// A HEAD only waits briefly: its answer (the declared size) does not need the bytes.
 const HEAD_WAIT: Duration = Duration::from_millis(200);
 
@@ -137,14 +142,26 @@ async fn blob_route(
     head: bool,
     direct: bool,
 ) -> Result<HttpResponse, OciError> {
-    let wait = if head { HEAD_WAIT } else { BLOB_WAIT };
-    let info = match mirror.ollama_blob(name, digest, wait).await? {
-        Lookup::Found(info) => info,
-        Lookup::Refused(r) => return Err(OciError::Denied(r)),
-        Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => {
-            return Err(OciError::BlobUnknown(m))
+    let wait = match (head, direct) {
+        (true, _) => HEAD_WAIT,
+        (false, true) => DIRECT_WAIT,
+        (false, false) => BLOB_WAIT,
+    };
+    let info = loop {
+        let info = match mirror.ollama_blob(name, digest, wait).await? {
+            Lookup::Found(info) => info,
+            Lookup::Refused(r) => return Err(OciError::Denied(r)),
+            Lookup::RepoNotFound(m) | Lookup::RevisionNotFound(m) => {
+                return Err(OciError::BlobUnknown(m))
+            }
+            Lookup::EntryNotFound { .. } => return Err(OciError::BlobUnknown(digest.to_string())),
+        };
+        // The direct URL is where the bytes come from: it holds the request until they are
+        // verified (or the fetch fails), so no client retry budget is spent on a slow upstream.
+        if direct && !head && matches!(info.state, FileState::Pending { .. }) {
+            continue;
         }
-        Lookup::EntryNotFound { .. } => return Err(OciError::BlobUnknown(digest.to_string())),
+        break info;
     };
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -158,7 +175,8 @@ async fn blob_route(
             return blob::respond(resp, None, info.size, None)
                 .map_err(|_| OciError::RangeNotSatisfiable { size: info.size })
         }
-        FileState::Pending { retry_after } => return Err(OciError::Pending { retry_after }),
+        // Still arriving: send the client on to the direct URL, which waits for the bytes.
+        FileState::Pending { .. } => return Ok(redirect(req, settings, name, digest)),
     };
     let range = req
         .headers()

@@ -496,15 +496,19 @@ def main():
     a = ap.parse_args()
     OUT = a.out
     os.makedirs(OUT, exist_ok=True)
-    tag = "" if a.set == "current" else f"-{np.__version__.split('.')[0]}x"
+    import pandas as pd
+
+    def tag(lib):
+        return "" if a.set == "current" else f"-{lib.__version__.split('.')[0]}x"
+
     if a.set == "current":
         stdlib()
-    numpy_files(tag)
-    pandas_files(tag)
+    numpy_files(tag(np))
+    pandas_files(tag(pd))
     if a.set == "current":
         sklearn_files()
         torch_files()
-    with open(os.path.join(OUT, f"manifest{tag}.txt"), "w") as f:
+    with open(os.path.join(OUT, f"manifest-{a.set}.txt"), "w") as f:
         f.write("\n".join(WRITTEN) + "\n")
     print(len(WRITTEN))
 

@@ -27,6 +27,18 @@ pub struct Config {
     pub governance: GovernanceConfig,
     /// `[[trust]]` rules: which repos must carry which signature.
     pub trust: Vec<TrustRule>,
+    /// The model-file scanner.
+    pub scan: ScanConfig,
+}
+
+/// `[scan]`: what the scanner admits beyond its built-in allowlist.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// The organisation's own pickle classes (`module.Class`), admitted in every pickle; each
+    /// file that relies on one is recorded in the audit log. Names that can execute code are
+    /// rejected at start-up.
+    pub allow_globals: Vec<String>,
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -197,6 +209,7 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             trust: Vec::new(),
             policy: PolicyConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }

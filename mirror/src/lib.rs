@@ -22,7 +22,8 @@ mod typosquat;
 mod upstream;
 
 pub use config::{
-    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, Secret, ENV_KEYS,
+    AllowRule, Config, HfConfig, OllamaConfig, PolicyConfig, PolicyMode, ScanConfig, Secret,
+    ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};

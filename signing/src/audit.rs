@@ -119,6 +119,16 @@ pub enum AuditEvent {
         /// Who revoked it.
         revoked_by: String,
     },
+    /// A scanned file passed only because the operator's `[scan] allow_globals` admitted pickle
+    /// globals it references.
+    ScanAllowance {
+        /// The file (repo path or layer digest).
+        file: String,
+        /// The sha256 of its bytes.
+        digest: Digest,
+        /// The admitted globals it relies on.
+        globals: Vec<String>,
+    },
     /// The configuration was loaded or reloaded.
     ConfigReload {
         /// The sha256 of the configuration file's bytes.

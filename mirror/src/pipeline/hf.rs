@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admit::Admit;
-use super::fetch::{Expect, FetchTask};
+use super::fetch::{Expect, FetchTask, Scanning};
 use super::{Fetched, FileState, Lookup, Mirror};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
@@ -291,6 +291,7 @@ impl Mirror {
         }
         let key = (snap.repo.index_key(), snap.commit, path.clone());
         let store = self.store.clone();
+        let scanning = self.scanning.clone();
         let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
         let settled = || match store.get_file(&repo, commit, &path2) {
             Ok(Some(rec)) => Some(Fetched::Ready(rec)),
@@ -299,7 +300,7 @@ impl Mirror {
         let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());
         let commit = snap.commit;
         let flight = self.files.join(key, settled, move |progress| {
-            fetch_file(store, hf, repo, commit, entry, progress)
+            fetch_file(store, scanning, hf, repo, commit, entry, progress)
         });
         match flight.wait(wait).await {
             Waited::Done(Fetched::Ready(rec)) => match pinned {
@@ -332,6 +333,7 @@ impl Mirror {
 /// (the file record, or a sticky refusal).
 async fn fetch_file(
     store: Arc<Store>,
+    scanning: Arc<Scanning>,
     hf: Arc<HfUpstream>,
     repo: HfRepo,
     commit: Revision,
@@ -353,6 +355,7 @@ async fn fetch_file(
         size: entry.size,
         expect,
         formats: None,
+        scanning,
     };
     let path = entry.path.clone();
     match task.run(&progress).await {

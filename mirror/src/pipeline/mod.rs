@@ -105,6 +105,8 @@ pub struct Mirror {
     well_known: WellKnown,
     trust: crate::trust::Trust,
     signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
+    /// The scanner's `[scan]` options and the audit log for its admissions.
+    scanning: Arc<fetch::Scanning>,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
 }
@@ -119,7 +121,18 @@ impl Mirror {
         let hf = Arc::new(HfUpstream::new(&cfg.huggingface)?);
         let oci = Arc::new(OciUpstream::new(&cfg.ollama)?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
+        let mut options = verifier::ScanOptions::new();
+        for g in &cfg.scan.allow_globals {
+            options = options
+                .allow_global(g)
+                .map_err(|e| MirrorError::Config(format!("[scan] allow_globals: {e}")))?;
+        }
+        let scanning = Arc::new(fetch::Scanning {
+            options,
+            gov: gov.clone(),
+        });
         Ok(Arc::new_cyclic(|me| Mirror {
+            scanning,
             store,
             gov,
             well_known: WellKnown::shipped(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use verifier::Digest;
 
 use super::admit::Admit;
-use super::fetch::{Expect, FetchTask};
+use super::fetch::{Expect, FetchTask, Scanning};
 use super::{Fetched, FileState, Lookup, Mirror};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
@@ -423,8 +423,9 @@ impl Mirror {
             layer.size,
         );
         let media_type = layer.media_type.clone();
+        let scanning = self.scanning.clone();
         self.blob_flights.join(d, settled, move |progress| {
-            fetch_blob(store, oci, name, d, size, media_type, progress)
+            fetch_blob(store, scanning, oci, name, d, size, media_type, progress)
         })
     }
 
@@ -554,8 +555,10 @@ fn layer_formats(media_type: &str) -> Option<&'static [verifier::Format]> {
 }
 
 /// Fetches one blob through the shared pipeline and records the outcome.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_blob(
     store: Arc<Store>,
+    scanning: Arc<Scanning>,
     oci: Arc<OciUpstream>,
     name: OllamaName,
     digest: Digest,
@@ -573,6 +576,7 @@ async fn fetch_blob(
         size,
         expect: Expect::Sha256(digest),
         formats: layer_formats(&media_type),
+        scanning,
     };
     match task.run(&progress).await {
         Ok(Ok(promoted)) => {

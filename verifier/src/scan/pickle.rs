@@ -382,6 +382,20 @@ impl<'s> Decoder<'s> {
                         _ => None,
                     };
                     let what = format!("{} (first argument of {})", how, g.full());
+                    // copyreg._reconstructor(cls, base, state) also runs base.__init__(obj,
+                    // state) when base is not object, which calls base like REDUCE would.
+                    if policy::runs_second_argument(&g.module, &g.name) {
+                        if let V::Tuple(t, _) = &args {
+                            if let Some(V::Global(base)) = t.get(1) {
+                                if policy::canonical(&base.module, &base.name)
+                                    != ("builtins".to_owned(), "object".to_owned())
+                                {
+                                    let w = format!("{} (base given to {})", how, g.full());
+                                    self.judge_use(base, Use::Call, &w, off);
+                                }
+                            }
+                        }
+                    }
                     match first {
                         Some(V::Global(cls)) => self.judge_use(&cls, Use::New, &what, off),
                         other => {

@@ -632,6 +632,12 @@ pub(crate) fn instantiates_first_argument(module: &str, name: &str) -> bool {
         || n.starts_with("__pyx_unpickle_")
 }
 
+/// `copyreg._reconstructor(cls, base, state)` calls `base.__init__(obj, state)` unless `base` is
+/// `object`: the base is judged as a call.
+pub(crate) fn runs_second_argument(module: &str, name: &str) -> bool {
+    canonical(module, name) == ("copyreg".to_owned(), "_reconstructor".to_owned())
+}
+
 /// `CamelCase` identifier with no dots: a class, by Python naming convention.
 fn is_class_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_uppercase())

@@ -60,7 +60,9 @@ verdict() {
       case $rc in 0|3) echo clean ;; 1) echo flagged ;; *) echo error ;; esac ;;
     fickling) timeout "$TIMEOUT" "$VENV/bin/fickling" --check-safety "$f" >/dev/null 2>&1 || rc=$?
       case $rc in 0) echo clean ;; 1) echo flagged ;; *) echo error ;; esac ;;
-    modelaudit) timeout "$TIMEOUT" "$VENV/bin/modelaudit" scan "$f" >/dev/null 2>&1 || rc=$?
+    # Without PROMPTFOO_DISABLE_TELEMETRY modelaudit retries its analytics upload for ~40 s per
+    # run on an offline machine.
+    modelaudit) PROMPTFOO_DISABLE_TELEMETRY=1 timeout "$TIMEOUT" "$VENV/bin/modelaudit" scan "$f" >/dev/null 2>&1 || rc=$?
       case $rc in 0) echo clean ;; 1) echo flagged ;; *) echo error ;; esac ;;
   esac
 }

@@ -10,8 +10,15 @@
 # "false alarm" = benign file flagged; "errors" = runs that crashed, timed out or refused to scan
 # (modelscan's "no supported files", exit 3, counts as not flagged, not as an error).
 #
+# The labelled corpus is joined by the benign files the real libraries write (numpy, pandas,
+# scikit-learn, scipy, joblib, transformers, the standard library; integration-tests/corpus/
+# gen_benign.py, run with .venv-corpus and .venv-corpus-prev as scripts/test.sh creates them).
+# Peers start one process per file, which takes seconds each, so REAL_SAMPLE (default 8) files
+# of each of its directories are used; REAL_SAMPLE=0 takes all of them; NO_REAL_CORPUS=1 skips it.
+#
 # Usage: bench/scan-compare.sh   (env: CORPUS=dir with labels.csv; AIRLOCK_BIN=… skips the build;
-#        SCANNERS_VENV=.venv-scanners; BIG_DIR=/tmp/airlock-scan-bench; BIG_MB=2048; SKIP_BIG=1)
+#        SCANNERS_VENV=.venv-scanners; BIG_DIR=/tmp/airlock-scan-bench; BIG_MB=2048; SKIP_BIG=1;
+#        REAL_SAMPLE=8; NO_REAL_CORPUS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -53,10 +60,30 @@ verdict() {
       case $rc in 0|3) echo clean ;; 1) echo flagged ;; *) echo error ;; esac ;;
     fickling) timeout "$TIMEOUT" "$VENV/bin/fickling" --check-safety "$f" >/dev/null 2>&1 || rc=$?
       case $rc in 0) echo clean ;; 1) echo flagged ;; *) echo error ;; esac ;;
-    modelaudit) timeout "$TIMEOUT" "$VENV/bin/modelaudit" scan "$f" >/dev/null 2>&1 || rc=$?
+    # Without PROMPTFOO_DISABLE_TELEMETRY modelaudit retries its analytics upload for ~40 s per
+    # run on an offline machine.
+    modelaudit) PROMPTFOO_DISABLE_TELEMETRY=1 timeout "$TIMEOUT" "$VENV/bin/modelaudit" scan "$f" >/dev/null 2>&1 || rc=$?
       case $rc in 0) echo clean ;; 1) echo flagged ;; *) echo error ;; esac ;;
   esac
 }
+
+if [ -z "${NO_REAL_CORPUS:-}" ]; then
+  COMBINED=$BIG_DIR/combined
+  log "generating the real-library benign corpus into $COMBINED"
+  rm -rf "$COMBINED" "$BIG_DIR/real"
+  mkdir -p "$COMBINED/corpus"
+  cp -r "$CORPUS/corpus" "$COMBINED/corpus/labelled"
+  awk -F, 'BEGIN{OFS=","} NR==1{print; next} {$1="labelled/"$1; print}' "$CORPUS/labels.csv" >"$COMBINED/labels.csv"
+  "$ROOT/.venv-corpus/bin/python" "$ROOT/integration-tests/corpus/gen_benign.py" "$BIG_DIR/real" --set current >&2
+  "$ROOT/.venv-corpus-prev/bin/python" "$ROOT/integration-tests/corpus/gen_benign.py" "$BIG_DIR/real" --set previous >&2
+  cat "$BIG_DIR"/real/manifest-*.txt | sort | awk -F/ -v n="${REAL_SAMPLE:-8}" '{k=$1; c[k]++; if (n == 0 || c[k] <= n) print}' |
+    while read -r f; do
+      mkdir -p "$(dirname "$COMBINED/corpus/real/$f")"
+      cp "$BIG_DIR/real/$f" "$COMBINED/corpus/real/$f"
+      echo "real/$f,benign,${f%%/*},real_library,,,written by the real library"
+    done >>"$COMBINED/labels.csv"
+  CORPUS=$COMBINED
+fi
 
 RESULTS=$(mktemp)
 printf '%-11s %9s %7s %13s %7s %9s %12s\n' tool detected missed "false alarms" errors "wall s" "files/s" >"$RESULTS"

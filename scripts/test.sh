@@ -19,6 +19,24 @@ fi
 echo "==> pip install -r integration-tests/requirements.txt"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r integration-tests/requirements.txt
 
+# The benign scan corpus is written at test time by the real numpy/pandas/scikit-learn/transformers
+# (integration-tests/corpus/), current and previous major versions, each in its own venv. A venv is
+# reinstalled only when its requirements file changed (a stamp holds the file's hash).
+corpus_venv() {
+  local dir=$1 req=$2 stamp
+  stamp=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$dir/.requirements-sha256" 2>/dev/null)" != "$stamp" ]; then
+    echo "==> $dir: pip install -r $req"
+    python3 -m venv "$dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    echo "$stamp" >"$dir/.requirements-sha256"
+  fi
+}
+corpus_venv .venv-corpus integration-tests/corpus/requirements.txt
+corpus_venv .venv-corpus-prev integration-tests/corpus/requirements-previous.txt
+export AIRLOCK_CORPUS_PYTHON="${AIRLOCK_CORPUS_PYTHON:-$PWD/.venv-corpus/bin/python}"
+export AIRLOCK_CORPUS_PREV_PYTHON="${AIRLOCK_CORPUS_PREV_PYTHON:-$PWD/.venv-corpus-prev/bin/python}"
+
 echo "==> pytest integration-tests"
 export AIRLOCK_BIN="${AIRLOCK_BIN:-$PWD/target/debug/airlock}"
 "$VENV/bin/python" -m pytest integration-tests -q "$@"

@@ -41,6 +41,8 @@ pub struct Config {
     pub airgap: AirgapConfig,
     /// How artifacts are fetched from upstream.
     pub fetch: FetchConfig,
+    /// The model-file scanner.
+    pub scan: ScanConfig,
 }
 
 /// `[store]`
@@ -109,6 +111,16 @@ impl Default for FetchConfig {
             stall_timeout_secs: 60,
         }
     }
+}
+
+/// `[scan]`: what the scanner admits beyond its built-in allowlist.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// The organisation's own pickle classes (`module.Class`), admitted in every pickle; each
+    /// file that relies on one is recorded in the audit log. Names that can execute code are
+    /// rejected at start-up.
+    pub allow_globals: Vec<String>,
 }
 
 /// One `[[trust]]` rule. The first rule whose `match` covers a repo applies.
@@ -299,6 +311,7 @@ impl Default for Config {
             offline: false,
             airgap: AirgapConfig::default(),
             fetch: FetchConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }

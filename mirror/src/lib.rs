@@ -25,7 +25,7 @@ mod upstream;
 
 pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
-    ProxyNet, Secret, StoreConfig, ENV_KEYS,
+    ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
 };
 pub use error::MirrorError;
 pub use flight::ProgressReport;

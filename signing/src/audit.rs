@@ -159,6 +159,16 @@ pub enum AuditEvent {
         /// Failures since the previous entry that were not written separately.
         suppressed: u64,
     },
+    /// A scanned file passed only because the operator's `[scan] allow_globals` admitted pickle
+    /// globals it references.
+    ScanAllowance {
+        /// The file (repo path or layer digest).
+        file: String,
+        /// The sha256 of its bytes.
+        digest: Digest,
+        /// The admitted globals it relies on.
+        globals: Vec<String>,
+    },
     /// The configuration was loaded or reloaded.
     ConfigReload {
         /// The sha256 of the configuration file's bytes.

@@ -32,6 +32,14 @@ pub enum VerifyError {
         /// The limit.
         limit: u64,
     },
+    /// An admitted pickle global (`[scan] allow_globals`, `--allow-global`) is unusable.
+    #[error("cannot admit pickle global {global:?}: {reason}")]
+    AllowGlobal {
+        /// The entry given.
+        global: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// Trust material (key, certificate, keyring, trusted root) cannot be used.
     #[error("unusable {what}: {detail}")]
     TrustMaterial {

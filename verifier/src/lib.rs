@@ -11,7 +11,10 @@ mod signature;
 
 pub use digest::{Digest, DigestError, GitOid, HashOutcome, Hasher};
 pub use error::VerifyError;
-pub use scan::{describe, scan, Finding, Format, ScanReport, Severity, Verdict};
+pub use scan::{
+    describe, scan, scan_with, Finding, Format, GlobalDecision, ScanOptions, ScanReport, Severity,
+    Verdict,
+};
 pub use signature::{
     verify_model_signature, verify_pgp_detached, verify_pgp_manifest, verify_sigstore_bundle,
     AnchorRule, CertificateTime, CoveredFile, ExpiredKeys, Failure, FileDigest, LegacyFormat,

@@ -302,6 +302,13 @@ fn check_and_commit(
     progress: &dyn Fn(u64, u64),
 ) -> Result<Outcome, Stop> {
     let data_dir = &cfg.data_dir;
+    // The scan runs with this side's `[scan] allow_globals`, exactly as an upstream fetch here would.
+    let mut scan_options = verifier::ScanOptions::new();
+    for g in &cfg.scan.allow_globals {
+        scan_options = scan_options
+            .allow_global(g)
+            .map_err(|e| MirrorError::Config(format!("[scan] allow_globals: {e}")))?;
+    }
     // 1. The signature, against this side's list of exporters only.
     if cfg.airgap.trusted_exporters.is_empty() {
         return Err(MirrorError::Config(
@@ -621,8 +628,13 @@ fn check_and_commit(
                 Some(n) => git_oid_of(&path, n)?,
                 None => None,
             };
-            let scan = scan_file(&path, item.size, formats.get(&item.sha256).copied())?
-                .map_err(|r| bad(&label, format!("refused by the scan: {r}")))?;
+            let scan = scan_file(
+                &path,
+                item.size,
+                formats.get(&item.sha256).copied(),
+                &scan_options,
+            )?
+            .map_err(|r| bad(&label, format!("refused by the scan: {r}")))?;
             Checked {
                 path,
                 staged: is_staged,
@@ -656,8 +668,13 @@ fn check_and_commit(
                     ),
                 ));
             }
-            let scan = scan_file(q.path(), item.size, formats.get(&item.sha256).copied())?
-                .map_err(|r| bad(&label, format!("refused by the scan: {r}")))?;
+            let scan = scan_file(
+                q.path(),
+                item.size,
+                formats.get(&item.sha256).copied(),
+                &scan_options,
+            )?
+            .map_err(|r| bad(&label, format!("refused by the scan: {r}")))?;
             std::fs::rename(q.path(), &staged).map_err(MirrorError::io(&staged))?;
             q.mark_promoted();
             Checked {
@@ -964,13 +981,15 @@ fn scan_file(
     path: &Path,
     len: u64,
     formats: Option<&'static [verifier::Format]>,
+    options: &verifier::ScanOptions,
 ) -> Result<Result<String, String>, MirrorError> {
     let file = File::open(path).map_err(MirrorError::io(path))?;
-    let report =
-        verifier::scan(std::io::BufReader::new(file), len).map_err(|e| MirrorError::Io {
+    let report = verifier::scan_with(std::io::BufReader::new(file), len, options).map_err(|e| {
+        MirrorError::Io {
             path: path.to_owned(),
             source: std::io::Error::other(e.to_string()),
-        })?;
+        }
+    })?;
     if let Some(allowed) = formats.filter(|f| !f.contains(&report.format)) {
         return Ok(Err(format!(
             "content is {:?}, not one of {allowed:?}",

@@ -107,6 +107,15 @@ pub(crate) struct FetchTask {
     /// Formats the bytes must have, when the upstream declared what they are (an Ollama
     /// `.model` layer must be GGUF): anything else is refused even if it scans clean.
     pub formats: Option<&'static [verifier::Format]>,
+    /// The scanner's options and where its use of operator admissions is recorded.
+    pub scanning: Arc<Scanning>,
+}
+
+/// What the scanner is told (`[scan]`), and the audit log that hears when a file passed only
+/// because of the operator's `allow_globals`.
+pub(crate) struct Scanning {
+    pub options: verifier::ScanOptions,
+    pub gov: Arc<crate::governance::Governance>,
 }
 
 /// A message to the blocking writer.
@@ -466,14 +475,15 @@ impl FetchTask {
         let path = q.path().to_owned();
         let len = q.outcome().len;
         let formats = self.formats;
+        let scanning = self.scanning.clone();
+        let (label, digest) = (self.label.clone(), q.outcome().sha256);
         tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(MirrorError::io(&path))?;
-            let report = verifier::scan(std::io::BufReader::new(file), len).map_err(|e| {
-                MirrorError::Io {
+            let report = verifier::scan_with(std::io::BufReader::new(file), len, &scanning.options)
+                .map_err(|e| MirrorError::Io {
                     path: path.clone(),
                     source: std::io::Error::other(e.to_string()),
-                }
-            })?;
+                })?;
             if let Some(allowed) = formats.filter(|f| !f.contains(&report.format)) {
                 let want: Vec<String> = allowed
                     .iter()
@@ -484,6 +494,13 @@ impl FetchTask {
                     report.format,
                     want.join(" or ")
                 )));
+            }
+            if report.is_clean() && !report.admitted_globals.is_empty() {
+                scanning.gov.audit(signing::AuditEvent::ScanAllowance {
+                    file: label,
+                    digest,
+                    globals: report.admitted_globals.clone(),
+                });
             }
             Ok(if report.is_clean() {
                 Ok(report.summary())

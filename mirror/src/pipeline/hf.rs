@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admit::Admit;
-use super::fetch::{Expect, FetchEnv, FetchTask};
+use super::fetch::{Expect, FetchEnv, FetchTask, Scanning};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
 use crate::flight::{Progress, Waited};
@@ -339,6 +339,7 @@ impl Mirror {
         }
         let key = (snap.repo.index_key(), snap.commit, path.clone());
         let store = self.store.clone();
+        let scanning = self.scanning.clone();
         let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
         // A record whose blob is gone (a crash before the blob's directory was durable, or an
         // operator's hand) is not Ready: fetch and verify the file again instead of a 500.
@@ -349,7 +350,7 @@ impl Mirror {
         let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());
         let (commit, env) = (snap.commit, self.fetch_env.clone());
         let flight = self.files.join(key, settled, move |progress| {
-            fetch_file(store, env, hf, repo, commit, entry, progress)
+            fetch_file(store, env, scanning, hf, repo, commit, entry, progress)
         });
         match flight.wait(wait).await {
             Waited::Done(Fetched::Ready(rec)) => match pinned {
@@ -400,6 +401,7 @@ impl<T> From<Missing> for Lookup<T> {
 async fn fetch_file(
     store: Arc<Store>,
     env: Arc<FetchEnv>,
+    scanning: Arc<Scanning>,
     hf: Arc<HfUpstream>,
     repo: HfRepo,
     commit: Revision,
@@ -422,6 +424,7 @@ async fn fetch_file(
         size: entry.size,
         expect,
         formats: None,
+        scanning,
     };
     let path = entry.path.clone();
     match task.run(&progress).await {

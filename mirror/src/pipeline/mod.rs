@@ -138,6 +138,8 @@ pub struct Mirror {
     /// Never contact an upstream (an air-gapped mirror): every place below that would go upstream
     /// answers [`Refusal::Offline`] instead, at once.
     offline: bool,
+    /// The scanner's `[scan]` options and the audit log for its admissions.
+    scanning: Arc<fetch::Scanning>,
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
     fetch_env: Arc<fetch::FetchEnv>,
@@ -178,7 +180,18 @@ impl Mirror {
                 }
             });
         }
+        let mut options = verifier::ScanOptions::new();
+        for g in &cfg.scan.allow_globals {
+            options = options
+                .allow_global(g)
+                .map_err(|e| MirrorError::Config(format!("[scan] allow_globals: {e}")))?;
+        }
+        let scanning = Arc::new(fetch::Scanning {
+            options,
+            gov: gov.clone(),
+        });
         let mirror = Arc::new_cyclic(|me| Mirror {
+            scanning,
             store,
             gov,
             well_known: WellKnown::shipped(),

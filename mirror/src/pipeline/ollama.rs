@@ -10,7 +10,7 @@ use std::time::Duration;
 use verifier::Digest;
 
 use super::admit::Admit;
-use super::fetch::{Expect, FetchEnv, FetchTask};
+use super::fetch::{Expect, FetchEnv, FetchTask, Scanning};
 use super::scope::{BlobScope, ManifestScope};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
@@ -467,8 +467,11 @@ impl Mirror {
             layer.size,
         );
         let (media_type, env) = (layer.media_type.clone(), self.fetch_env.clone());
+        let scanning = self.scanning.clone();
         self.blob_flights.join(d, settled, move |progress| {
-            fetch_blob(store, env, oci, name, d, size, media_type, progress)
+            fetch_blob(
+                store, env, scanning, oci, name, d, size, media_type, progress,
+            )
         })
     }
 
@@ -603,6 +606,7 @@ pub(crate) fn layer_formats(media_type: &str) -> Option<&'static [verifier::Form
 async fn fetch_blob(
     store: Arc<Store>,
     env: Arc<FetchEnv>,
+    scanning: Arc<Scanning>,
     oci: Arc<OciUpstream>,
     name: OllamaName,
     digest: Digest,
@@ -621,6 +625,7 @@ async fn fetch_blob(
         size,
         expect: Expect::Sha256(digest),
         formats: layer_formats(&media_type),
+        scanning,
     };
     match task.run(&progress).await {
         Ok(Ok(promoted)) => {

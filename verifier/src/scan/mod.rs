@@ -26,7 +26,9 @@ mod tar;
 mod text;
 mod zip;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +145,71 @@ pub struct ScanReport {
     pub verdict: Verdict,
     /// Everything noticed, most severe first.
     pub findings: Vec<Finding>,
+    /// Pickle globals this file relies on that only the caller's [`ScanOptions::allow_global`]
+    /// admitted, for the audit log (sorted, each once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admitted_globals: Vec<String>,
+    /// With [`ScanOptions::explain`]: every pickle global the file references, each use once,
+    /// in file order, with the decision and its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub globals: Vec<GlobalDecision>,
+}
+
+/// One use of one pickle global and what the allowlist decided about it (`airlock scan --explain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalDecision {
+    /// The pickle's location (archive entry), as in [`Finding::location`].
+    pub location: String,
+    /// Offset of the opcode within `location`.
+    pub offset: u64,
+    /// `module.name` as the pickle spells it.
+    pub global: String,
+    /// What a Python 3 unpickler loads instead, when that differs (`__builtin__.xrange` →
+    /// `builtins.range`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolves_to: Option<String>,
+    /// How the pickle uses it: `import`, or the opcode that calls or instantiates it.
+    pub usage: String,
+    /// Whether this use is acceptable.
+    pub allowed: bool,
+    /// Why: the allowlist entry's source, or the refusal reason.
+    pub reason: String,
+}
+
+/// Most distinct global uses kept for `explain` per file (a hostile file could name millions).
+const MAX_GLOBAL_NOTES: usize = 10_000;
+
+/// What a scan may take from its caller: the operator's own admitted pickle globals, and whether
+/// to explain every global decision.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    allow_globals: BTreeSet<String>,
+    explain: bool,
+}
+
+impl ScanOptions {
+    /// The defaults: only the built-in allowlist, no explanation.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Admits `module.Name` (an organisation's own data class) in every pickle context. Refused
+    /// when it is not a dotted Python name or when it is something the scanner grades as code
+    /// execution (`os.system`, `builtins.eval`): no configuration can make those acceptable.
+    pub fn allow_global(mut self, global: &str) -> Result<Self, VerifyError> {
+        policy::check_configured(global).map_err(|reason| VerifyError::AllowGlobal {
+            global: global.to_owned(),
+            reason,
+        })?;
+        self.allow_globals.insert(global.to_owned());
+        Ok(self)
+    }
+
+    /// Records every global use with its decision in [`ScanReport::globals`].
+    pub fn explain(mut self) -> Self {
+        self.explain = true;
+        self
+    }
 }
 
 impl ScanReport {
@@ -195,8 +262,20 @@ fn format_name(f: Format) -> String {
 ///
 /// Returns a report for every input, including malformed ones (those are findings or
 /// `Unscannable`); an error means only that reading the input failed.
-pub fn scan<R: Read + Seek>(mut reader: R, len: u64) -> Result<ScanReport, VerifyError> {
-    let mut sink = Sink::default();
+pub fn scan<R: Read + Seek>(reader: R, len: u64) -> Result<ScanReport, VerifyError> {
+    scan_with(reader, len, &ScanOptions::default())
+}
+
+/// [`scan`] with the caller's options (admitted globals, explanation).
+pub fn scan_with<R: Read + Seek>(
+    mut reader: R,
+    len: u64,
+    options: &ScanOptions,
+) -> Result<ScanReport, VerifyError> {
+    let mut sink = Sink {
+        options: Arc::new(options.clone()),
+        ..Sink::default()
+    };
     let format = match scan_any(&mut reader, len, "", 0, &mut sink) {
         Ok(f) => f,
         Err(Stop::Io(e)) => return Err(VerifyError::Io(e)),
@@ -242,9 +321,66 @@ pub(crate) struct Sink {
     findings: Vec<Finding>,
     unscannable: Option<String>,
     dropped: usize,
+    options: Arc<ScanOptions>,
+    admitted: BTreeSet<String>,
+    globals: Vec<GlobalDecision>,
+    noted: std::collections::HashSet<(String, String, String)>,
 }
 
 impl Sink {
+    /// An empty sink with the same options, for trial decodes merged later.
+    pub(crate) fn child(&self) -> Sink {
+        Sink {
+            options: self.options.clone(),
+            ..Sink::default()
+        }
+    }
+
+    /// The operator's admitted globals.
+    pub(crate) fn configured(&self) -> &policy::Configured {
+        &self.options.allow_globals
+    }
+
+    /// Records that the scan relied on an operator-admitted global.
+    pub(crate) fn admitted(&mut self, global: &str) {
+        if !self.admitted.contains(global) {
+            self.admitted.insert(global.to_owned());
+        }
+    }
+
+    /// Records one use of a global for `explain` (each location, global and use once).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn note_global(
+        &mut self,
+        location: &str,
+        offset: u64,
+        module: &str,
+        name: &str,
+        usage: &str,
+        allowed: bool,
+        reason: &str,
+    ) {
+        if !self.options.explain || self.globals.len() >= MAX_GLOBAL_NOTES {
+            return;
+        }
+        let global = format!("{module}.{name}");
+        let key = (location.to_owned(), global.clone(), usage.to_owned());
+        if !self.noted.insert(key) {
+            return;
+        }
+        let (m, n) = policy::canonical(module, name);
+        let canon = format!("{m}.{n}");
+        self.globals.push(GlobalDecision {
+            location: location.to_owned(),
+            offset,
+            resolves_to: (canon != global).then_some(canon),
+            global,
+            usage: usage.to_owned(),
+            allowed,
+            reason: reason.to_owned(),
+        });
+    }
+
     pub(crate) fn add(
         &mut self,
         severity: Severity,
@@ -277,6 +413,12 @@ impl Sink {
         self.dropped += other.dropped;
         if let Some(r) = other.unscannable {
             self.unscannable(r);
+        }
+        self.admitted.extend(other.admitted);
+        for g in other.globals {
+            if self.globals.len() < MAX_GLOBAL_NOTES {
+                self.globals.push(g);
+            }
         }
     }
 
@@ -313,6 +455,8 @@ impl Sink {
             format,
             verdict,
             findings: self.findings,
+            admitted_globals: self.admitted.into_iter().collect(),
+            globals: self.globals,
         }
     }
 }
@@ -418,7 +562,7 @@ pub(crate) fn scan_any(
     // Protocol 0/1 pickles have no magic: try decoding. A stream that fails before importing or
     // calling anything cannot run code when unpickled, so it is treated as other data.
     if pickle::opcode_known(head.first().copied().unwrap_or(0)) {
-        let mut trial = Sink::default();
+        let mut trial = sink.child();
         r.seek(SeekFrom::Start(0))?;
         let looks_text = text::is_text(head, head.len() as u64 == len);
         if pickle::is_pickle_trial(r, looks_text, loc, &mut trial)? {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
-use super::policy::{self, Context, Decision};
+use super::policy::{self, Context, Decision, Lookup, Use};
 use super::{malformed, Format, Severity, Sink, Stop};
 
 /// Most memo entries a stream may create. Real checkpoints use a few per tensor.
@@ -151,7 +151,7 @@ enum V {
 struct Global {
     module: String,
     name: String,
-    refused: Option<(Severity, String)>,
+    lookup: Lookup,
 }
 
 impl Global {
@@ -302,17 +302,19 @@ impl<'s> Decoder<'s> {
         }
         self.imports += 1;
         let full = format!("{module}.{name}");
-        let refused = match policy::decide(self.ctx, module, name) {
-            Decision::Allowed => {
+        let lookup = policy::lookup(self.ctx, module, name, self.sink.configured());
+        match policy::judge(&lookup, Use::Import) {
+            Decision::Allowed(why) => {
                 if self.seen.insert(full.clone()) {
                     self.sink.add(
                         Severity::Info,
                         self.loc,
                         Some(off),
-                        format!("imports {full} (allowlisted)"),
+                        format!("imports {full} (allowlisted: {why})"),
                     );
                 }
-                None
+                self.sink
+                    .note_global(self.loc, off, module, name, "import", true, &why);
             }
             Decision::Refused(sev, msg) => {
                 self.uncalled.entry(full.clone()).or_insert((
@@ -320,29 +322,95 @@ impl<'s> Decoder<'s> {
                     sev,
                     format!("imports {full} ({msg})"),
                 ));
-                Some((sev, msg))
+                self.sink
+                    .note_global(self.loc, off, module, name, "import", false, &msg);
             }
-        };
+        }
+        if matches!(lookup, Lookup::Configured) {
+            self.sink.admitted(&full);
+        }
         Ok(V::Global(Rc::new(Global {
             module: module.to_owned(),
             name: name.to_owned(),
-            refused,
+            lookup,
         })))
     }
 
+    /// Judges one use of a global and reports a refused one.
+    fn judge_use(&mut self, g: &Global, how: Use, what: &str, off: u64) {
+        let full = g.full();
+        match policy::judge(&g.lookup, how) {
+            Decision::Allowed(why) => {
+                self.sink
+                    .note_global(self.loc, off, &g.module, &g.name, what, true, &why);
+            }
+            Decision::Refused(sev, why) => {
+                self.called.insert(full.clone());
+                self.sink
+                    .note_global(self.loc, off, &g.module, &g.name, what, false, &why);
+                let verb = if how == Use::New {
+                    "instantiates"
+                } else {
+                    "calls"
+                };
+                self.sink.add(
+                    sev,
+                    self.loc,
+                    Some(off),
+                    format!("{verb} {full} via {what} ({why})"),
+                );
+            }
+        }
+    }
+
+    /// A call opcode: `REDUCE`/`INST`/`OBJ` call the callable, `NEWOBJ*` run `cls.__new__`.
     fn call(&mut self, callee: V, args: V, off: u64, how: &str) -> V {
         self.calls += 1;
+        let usage = if how.starts_with("NEWOBJ") {
+            Use::New
+        } else {
+            Use::Call
+        };
         match &callee {
             V::Global(g) => {
-                if let Some((sev, why)) = &g.refused {
-                    let full = g.full();
-                    self.called.insert(full.clone());
-                    self.sink.add(
-                        *sev,
-                        self.loc,
-                        Some(off),
-                        format!("calls {full} via {how} ({why})"),
-                    );
+                self.judge_use(g, usage, how, off);
+                // A reconstructor that instantiates its first argument (copyreg._reconstructor,
+                // numpy's _reconstruct, Cython unpicklers) makes that class a NEWOBJ target.
+                if usage == Use::Call && policy::instantiates_first_argument(&g.module, &g.name) {
+                    let first = match &args {
+                        V::Tuple(t, _) => t.first().cloned(),
+                        _ => None,
+                    };
+                    let what = format!("{} (first argument of {})", how, g.full());
+                    // copyreg._reconstructor(cls, base, state) also runs base.__init__(obj,
+                    // state) when base is not object, which calls base like REDUCE would.
+                    if policy::runs_second_argument(&g.module, &g.name) {
+                        if let V::Tuple(t, _) = &args {
+                            if let Some(V::Global(base)) = t.get(1) {
+                                if policy::canonical(&base.module, &base.name)
+                                    != ("builtins".to_owned(), "object".to_owned())
+                                {
+                                    let w = format!("{} (base given to {})", how, g.full());
+                                    self.judge_use(base, Use::Call, &w, off);
+                                }
+                            }
+                        }
+                    }
+                    match first {
+                        Some(V::Global(cls)) => self.judge_use(&cls, Use::New, &what, off),
+                        other => {
+                            let d = other.map_or_else(|| "nothing".to_owned(), |v| describe(&v, 0));
+                            self.sink.add(
+                                Severity::High,
+                                self.loc,
+                                Some(off),
+                                format!(
+                                    "{} instantiates a class that is not a plain import: {d}",
+                                    g.full()
+                                ),
+                            );
+                        }
+                    }
                 }
             }
             other => {
@@ -665,10 +733,10 @@ impl<'s> Decoder<'s> {
                         V::Global(Rc::new(Global {
                             module: "<extension>".into(),
                             name: code.to_string(),
-                            refused: Some((
+                            lookup: Lookup::Unknown(
                                 Severity::High,
                                 "unresolvable extension code".to_owned(),
-                            )),
+                            ),
                         })),
                         off,
                     )?;
@@ -914,7 +982,7 @@ impl<'s> Decoder<'s> {
 }
 
 fn is_joblib_wrapper(v: &V) -> bool {
-    matches!(v, V::Global(g) if g.module == "joblib.numpy_pickle" && g.name == "NumpyArrayWrapper" && g.refused.is_none())
+    matches!(v, V::Global(g) if g.module == "joblib.numpy_pickle" && g.name == "NumpyArrayWrapper" && matches!(g.lookup, Lookup::Listed(..)))
 }
 
 /// The dtype string of a symbolic `numpy.dtype('f8', …)` call.
@@ -1175,7 +1243,7 @@ pub(crate) fn is_pickle_trial<R: Read + Seek + ?Sized>(
     trial: &mut Sink,
 ) -> Result<bool, Stop> {
     let mut inp = Input::new(BufReader::new(&mut *r), 0);
-    let mut scratch = Sink::default();
+    let mut scratch = trial.child();
     let mut dec = Decoder::new(Context::Plain, loc, &mut scratch);
     let res = dec.run(&mut inp, 0);
     let (imports, calls) = (dec.imports, dec.calls);

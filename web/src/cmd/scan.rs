@@ -41,6 +41,14 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// List every global each pickle references, how it is used, whether that use is allowed
+    /// and why (the allowlist entry's source, or the refusal reason).
+    #[arg(long)]
+    pub explain: bool,
+    /// Admit an organisation's own pickle class, as `[scan] allow_globals` does for the mirror
+    /// (repeatable). Names that can execute code (`os.system`) are rejected.
+    #[arg(long = "allow-global", value_name = "MODULE.NAME")]
+    pub allow_globals: Vec<String>,
 }
 
 /// One scanned file, or one that could not be read.
@@ -52,6 +60,13 @@ struct Outcome {
 /// Runs the command.
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let mut options = verifier::ScanOptions::new();
+    for g in &args.allow_globals {
+        options = options.allow_global(g)?;
+    }
+    if args.explain {
+        options = options.explain();
+    }
     let mut files = Vec::new();
     let mut walk_errors = Vec::new();
     for p in &args.paths {
@@ -80,7 +95,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default(),
             );
         }
-        let result = scan_file(&path, len);
+        let result = scan_file(&path, len, &options);
         if let Some(b) = &bar {
             b.inc(len);
         }
@@ -166,9 +181,10 @@ fn collect(p: &Path, depth: usize, files: &mut Vec<(PathBuf, u64)>, errors: &mut
     }
 }
 
-fn scan_file(path: &Path, len: u64) -> Result<ScanReport, String> {
+fn scan_file(path: &Path, len: u64, options: &verifier::ScanOptions) -> Result<ScanReport, String> {
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    verifier::scan(BufReader::with_capacity(256 * 1024, f), len).map_err(|e| e.to_string())
+    verifier::scan_with(BufReader::with_capacity(256 * 1024, f), len, options)
+        .map_err(|e| e.to_string())
 }
 
 fn severity_word(s: Severity) -> &'static str {
@@ -227,6 +243,10 @@ fn print_text(
                         verifier::describe(f)
                     )?;
                 }
+                for g in &r.admitted_globals {
+                    writeln!(out, "    admitted by --allow-global: {g}")?;
+                }
+                print_globals(out, &r.globals)?;
             }
         }
     }
@@ -236,6 +256,39 @@ fn print_text(
         outcomes.len(),
         elapsed.as_secs_f64()
     )
+}
+
+/// The `--explain` table: one line per use of a global, `allowed`/`REFUSED` first so a reviewer
+/// can scan the column.
+fn print_globals(
+    out: &mut impl Write,
+    globals: &[verifier::GlobalDecision],
+) -> std::io::Result<()> {
+    if globals.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "    globals:")?;
+    for g in globals {
+        let word = if g.allowed { "allowed" } else { "REFUSED" };
+        let at = if g.location.is_empty() {
+            format!("{:#x}", g.offset)
+        } else {
+            format!("{} {:#x}", g.location, g.offset)
+        };
+        let resolves = g
+            .resolves_to
+            .as_ref()
+            .map(|r| format!(" (= {r})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "      {word:<7} {:<8} {}{resolves} at {at}: {}",
+            g.usage.split(' ').next().unwrap_or(""),
+            g.global,
+            g.reason
+        )?;
+    }
+    Ok(())
 }
 
 fn json_report(outcomes: &[Outcome]) -> serde_json::Value {

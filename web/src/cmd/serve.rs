@@ -76,6 +76,8 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   require = \"model-signing\"                          or \"pgp\" or \"none\"
   keys = [\"nvidia.pub.pem\"]                          or cert_roots, or identity+issuer+trusted_root,
                                                      or pgp_keys (+ signature, manifest)
+  [scan]
+  allow_globals = [\"mypkg.models.Config\"]          own pickle classes to admit (audited)
 
 Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),

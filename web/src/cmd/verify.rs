@@ -303,11 +303,22 @@ fn first_existing(path: &Path, suffixes: &[&str]) -> PathBuf {
 }
 
 /// Removes `file` from the set when it lies inside `dir`: the signature (or signed list) is
-/// not part of the model it signs.
+/// not part of the model it signs, whatever path spells it (relative, `./`, `..`, or the default).
+/// The entry's own place in the directory decides, not where a symlink named there points: only
+/// its parent directory is resolved.
 fn drop_if_inside(files: &mut ModelFiles, dir: &Path, file: &Path) {
-    let (Ok(dir), Ok(file)) = (dir.canonicalize(), file.canonicalize()) else {
+    let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
         return;
     };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let (Ok(dir), Ok(parent)) = (dir.canonicalize(), parent.canonicalize()) else {
+        return;
+    };
+    let file = parent.join(name);
     if let Ok(rel) = file.strip_prefix(&dir) {
         let name: Vec<String> = rel
             .components()
@@ -387,5 +398,168 @@ fn describe(signer: &verifier::Signer) -> String {
             user_ids,
             ..
         } => format!("OpenPGP {fingerprint} {}", user_ids.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: VerifyArgs,
+    }
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier/tests/fixtures/signing")
+    }
+
+    /// A scratch copy of `from`'s files, with `rename` applied to their names.
+    fn copy_model(tag: &str, from: &[(PathBuf, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("airlock-verify-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (src, name) in from {
+            let to = dir.join(name);
+            std::fs::create_dir_all(to.parent().expect("has a parent")).expect("mkdir");
+            std::fs::copy(src, &to).expect("copy fixture");
+        }
+        dir
+    }
+
+    fn verified(argv: &[&str]) -> Result<(), String> {
+        let mut full = vec!["airlock-verify"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).map_err(|e| e.to_string())?;
+        let args = cli.args;
+        let now = std::time::SystemTime::now();
+        let is_dir = args.path.is_dir();
+        let (report, _) = if let Some(k) = args.pgp_key.clone() {
+            verify_pgp(&args, &k, is_dir, now)
+        } else {
+            verify_model(&args, is_dir, now)
+        }
+        .map_err(|e| e.to_string())?;
+        match report.outcome {
+            Outcome::Verified { .. } => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// For each signing method, an explicit `--signature` inside the model directory is left out
+    /// of the file set exactly like the default one: by its default name, by another name, in a
+    /// subdirectory, and spelled relative to the working directory.
+    #[test]
+    fn explicit_signature_inside_the_directory_is_not_part_of_the_model() {
+        let f = fixtures();
+        let ms = |v: &str, n: &str| f.join("ms").join(v).join("model").join(n);
+        let cases: Vec<(&str, &str, PathBuf, Vec<String>)> = vec![
+            (
+                "key",
+                "key_p256",
+                f.join("keys/signer_p256.pub.pem"),
+                vec!["--key".into()],
+            ),
+            (
+                "cert",
+                "cert_chain",
+                f.join("pki/root.crt.pem"),
+                vec!["--cert-root".into()],
+            ),
+        ];
+        for (tag, vector, trust, flag) in cases {
+            for sig_name in ["model.sig", "release.sig", "sigs/model.sig"] {
+                let dir = copy_model(
+                    &format!("{tag}-{}", sig_name.replace('/', "-")),
+                    &[
+                        (ms(vector, "config.json"), "config.json"),
+                        (ms(vector, "model.safetensors"), "model.safetensors"),
+                        (ms(vector, "model.sig"), sig_name),
+                    ],
+                );
+                let sig = dir.join(sig_name);
+                let dotted = dir.join(".").join(sig_name);
+                let trust = trust.to_string_lossy().into_owned();
+                for spelled in [sig.clone(), dotted] {
+                    let (d, s) = (dir.to_string_lossy(), spelled.to_string_lossy());
+                    let r = verified(&[&d, "--signature", &s, &flag[0], &trust]);
+                    assert_eq!(r, Ok(()), "{tag} with --signature {s}");
+                }
+                if sig_name == "model.sig" {
+                    let d = dir.to_string_lossy();
+                    assert_eq!(verified(&[&d, &flag[0], &trust]), Ok(()), "{tag} default");
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_pgp_signature_and_manifest_inside_the_directory_are_not_part_of_the_model() {
+        let f = fixtures();
+        let model = f.join("models/sample_model");
+        let dir = copy_model(
+            "pgp",
+            &[
+                (model.join("config.json"), "config.json"),
+                (model.join("model.safetensors"), "model.safetensors"),
+                (f.join("gpg/data/SHA256SUMS"), "SHA256SUMS"),
+                (f.join("gpg/sigs/SHA256SUMS.asc"), "release/SHA256SUMS.asc"),
+            ],
+        );
+        let (d, key) = (
+            dir.to_string_lossy().into_owned(),
+            f.join("gpg/keys/signer.pub.asc")
+                .to_string_lossy()
+                .into_owned(),
+        );
+        let sig = dir
+            .join("release/SHA256SUMS.asc")
+            .to_string_lossy()
+            .into_owned();
+        let manifest = dir.join("SHA256SUMS").to_string_lossy().into_owned();
+        let r = verified(&[
+            &d,
+            "--pgp-key",
+            &key,
+            "--signature",
+            &sig,
+            "--manifest",
+            &manifest,
+        ]);
+        assert_eq!(r, Ok(()));
+        let r = verified(&[&d, "--pgp-key", &key, "--signature", &sig]);
+        assert_eq!(r, Ok(()), "default manifest, explicit signature");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A signature that is a symlink inside the directory (as in a Hugging Face cache snapshot)
+    /// is left out by its name there, not judged by where it points.
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_signature_is_dropped_by_its_name() {
+        let f = fixtures();
+        let ms = |n: &str| f.join("ms/key_p256/model").join(n);
+        let dir = copy_model(
+            "symlink",
+            &[
+                (ms("config.json"), "config.json"),
+                (ms("model.safetensors"), "model.safetensors"),
+                (ms("model.sig"), "../airlock-verify-symlink-target.sig"),
+            ],
+        );
+        let target = dir.join("../airlock-verify-symlink-target.sig");
+        std::os::unix::fs::symlink(&target, dir.join("model.sig")).expect("symlink");
+        let (d, key) = (
+            dir.to_string_lossy().into_owned(),
+            f.join("keys/signer_p256.pub.pem")
+                .to_string_lossy()
+                .into_owned(),
+        );
+        let sig = dir.join("model.sig").to_string_lossy().into_owned();
+        assert_eq!(verified(&[&d, "--signature", &sig, "--key", &key]), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&target);
     }
 }

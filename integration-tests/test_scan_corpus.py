@@ -145,6 +145,8 @@ def test_allow_globals_admit_a_custom_class_through_the_server_and_are_audited(f
         events = [l.get("event", l) for l in lines]
         hits = [e for e in events if e.get("kind") == "scan_allowance"]
         assert hits, f"no scan_allowance audit line in {events}"
-        assert hits[0]["file"] == "model.pkl" and hits[0]["globals"] == ["mypkg.models.Config"], hits
+        # The file is named with its repo (the fetch path's label for an HF file).
+        assert hits[0]["file"] == "acme/org-pickle/model.pkl", hits
+        assert hits[0]["globals"] == ["mypkg.models.Config"], hits
     finally:
         a.stop()

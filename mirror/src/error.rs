@@ -21,6 +21,15 @@ pub enum MirrorError {
         /// The lock file.
         path: PathBuf,
     },
+    /// The data directory has no room for the artifact (checked before a fetch starts, and a
+    /// full disk during one). Nothing was written; the request can be retried once space is freed.
+    #[error("insufficient storage: {needed} bytes needed, {free} free in the data directory")]
+    InsufficientStorage {
+        /// Bytes the artifact needs (its declared size, plus the headroom kept for the index).
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
     /// The index (sled) failed.
     #[error("index: {0}")]
     Index(#[from] sled::Error),

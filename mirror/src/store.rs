@@ -121,6 +121,9 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), MirrorError> {
     Ok(())
 }
 
+/// Free space a fetch must leave for the index, the audit log and the listings.
+const HEADROOM: u64 = 64 << 20;
+
 /// Takes the data directory's lock file (`airlock.lock`), without waiting.
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, MirrorError> {
     let path = data_dir.join("airlock.lock");
@@ -286,6 +289,14 @@ impl Store {
         limit: u64,
         git_size: Option<u64>,
     ) -> Result<Writer, MirrorError> {
+        // Pre-flight: a file that cannot fit is refused before a byte is fetched, instead of
+        // filling the disk mid-stream (where the index and the audit log live too).
+        let free =
+            fs2::available_space(&self.quarantine).map_err(MirrorError::io(&self.quarantine))?;
+        let needed = limit.saturating_add(HEADROOM);
+        if needed > free {
+            return Err(MirrorError::InsufficientStorage { needed, free });
+        }
         Writer::create(&self.quarantine, limit, git_size)
     }
 

@@ -71,6 +71,11 @@ pub(crate) enum Fetched {
     Refused(Refusal),
     Failed(String),
     Busy(u64),
+    /// The data directory is full: not sticky, retried once space is freed.
+    NoSpace {
+        needed: u64,
+        free: u64,
+    },
 }
 
 impl Fetched {
@@ -80,6 +85,11 @@ impl Fetched {
         match e {
             MirrorError::UpstreamBusy { retry_after_secs } => Fetched::Busy(retry_after_secs),
             MirrorError::Upstream(m) => Fetched::Failed(m),
+            MirrorError::InsufficientStorage { needed, free } => Fetched::NoSpace { needed, free },
+            // The disk filled up mid-stream (other fetches took the room the pre-flight saw).
+            MirrorError::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                Fetched::NoSpace { needed: 0, free: 0 }
+            }
             _ => Fetched::Failed("internal error while fetching (see server log)".into()),
         }
     }
@@ -347,6 +357,9 @@ impl Mirror {
             Fetched::Ready(rec) => Ok(Lookup::Found(FileState::Ready(rec))),
             Fetched::Refused(r) => Ok(Lookup::Refused(r)),
             Fetched::Failed(m) => Err(MirrorError::Upstream(m)),
+            Fetched::NoSpace { needed, free } => {
+                Err(MirrorError::InsufficientStorage { needed, free })
+            }
             Fetched::Busy(s) => Err(MirrorError::UpstreamBusy {
                 retry_after_secs: s,
             }),

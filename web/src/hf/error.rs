@@ -137,6 +137,11 @@ impl HfError {
                 "UpstreamBusy",
                 format!("airlock: upstream busy; retry in {retry_after_secs}s"),
             ),
+            HfError::Mirror(MirrorError::InsufficientStorage { .. }) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "InsufficientStorage",
+                "airlock: insufficient storage: the mirror's disk is full; ask its operators to free space (the file was not fetched)".into(),
+            ),
             HfError::Mirror(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",

@@ -80,6 +80,11 @@ impl OciError {
                 "UNAVAILABLE",
                 format!("airlock: upstream busy; retry in {retry_after_secs}s"),
             ),
+            OciError::Mirror(MirrorError::InsufficientStorage { .. }) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "UNAVAILABLE",
+                "airlock: insufficient storage: the mirror's disk is full; ask its operators to free space (the blob was not fetched)".into(),
+            ),
             OciError::Mirror(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UNKNOWN",

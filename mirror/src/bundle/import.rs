@@ -537,6 +537,30 @@ fn check_and_commit(
                     .map(|s| s.record().clone())
             })
     };
+    // A version's approval must be present (in the bundle or here) and be for exactly this
+    // source, name and revision.
+    let approval_for = |label: &str,
+                        id: &signing::ApprovalId,
+                        source: signing::Source,
+                        name: &str,
+                        revision: &str|
+     -> Result<signing::ApprovalRecord, Stop> {
+        let rec = find_approval(id).ok_or_else(|| {
+            bad(
+                label,
+                format!("approval {id} is neither in the bundle nor on this mirror"),
+            )
+        })?;
+        if rec.source != source || !rec.name.eq_ignore_ascii_case(name) || rec.revision != revision
+        {
+            return Err(bad(
+                label,
+                format!("approval {id} is for {} {}", rec.name, rec.revision),
+            )
+            .into());
+        }
+        Ok(rec)
+    };
 
     // 6. Free space: every blob not already held.
     let needed: u64 = m
@@ -738,22 +762,7 @@ fn check_and_commit(
                     }
                 }
                 if let Some(id) = approval {
-                    let rec = find_approval(id).ok_or_else(|| {
-                        bad(
-                            &label,
-                            format!("approval {id} is neither in the bundle nor on this mirror"),
-                        )
-                    })?;
-                    if rec.source != signing::Source::Hf
-                        || !rec.name.eq_ignore_ascii_case(name)
-                        || rec.revision != commit.hex()
-                    {
-                        return Err(bad(
-                            &label,
-                            format!("approval {id} is for {} {}", rec.name, rec.revision),
-                        )
-                        .into());
-                    }
+                    let rec = approval_for(&label, id, signing::Source::Hf, name, &commit.hex())?;
                     for f in files {
                         if rec
                             .file(&f.path)
@@ -813,22 +822,13 @@ fn check_and_commit(
                     })?;
                 }
                 if let Some(id) = approval {
-                    let rec = find_approval(id).ok_or_else(|| {
-                        bad(
-                            &label,
-                            format!("approval {id} is neither in the bundle nor on this mirror"),
-                        )
-                    })?;
-                    if rec.source != signing::Source::Ollama
-                        || !rec.name.eq_ignore_ascii_case(name)
-                        || rec.revision != manifest.to_string()
-                    {
-                        return Err(bad(
-                            &label,
-                            format!("approval {id} is for {} {}", rec.name, rec.revision),
-                        )
-                        .into());
-                    }
+                    approval_for(
+                        &label,
+                        id,
+                        signing::Source::Ollama,
+                        name,
+                        &manifest.to_string(),
+                    )?;
                 }
             }
         }

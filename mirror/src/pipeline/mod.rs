@@ -87,7 +87,7 @@ impl Fetched {
             MirrorError::Upstream(m) => Fetched::Failed(m),
             MirrorError::InsufficientStorage { needed, free } => Fetched::NoSpace { needed, free },
             // The disk filled up mid-stream (other fetches took the room the pre-flight saw).
-            MirrorError::Io { source, .. } if source.raw_os_error() == Some(28) => {
+            MirrorError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 Fetched::NoSpace { needed: 0, free: 0 }
             }
             _ => Fetched::Failed("internal error while fetching (see server log)".into()),

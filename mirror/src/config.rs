@@ -43,6 +43,8 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// The model-file scanner.
     pub scan: ScanConfig,
+    /// `[[clients]]`: named clients, each known by the sha256 of its token.
+    pub clients: Vec<crate::clients::ClientEntry>,
 }
 
 /// `[store]`
@@ -242,6 +244,9 @@ pub struct PolicyConfig {
     /// Licences (as in a model card's `license:`) that may be approved without an override;
     /// empty means no licence policy.
     pub licenses: Vec<String>,
+    /// Refuse clients that send no token, or one no `[[clients]]` entry knows (HF 401, OCI
+    /// `UNAUTHORIZED`).
+    pub require_client_token: bool,
 }
 
 /// Policy mode.
@@ -312,6 +317,7 @@ impl Default for Config {
             airgap: AirgapConfig::default(),
             fetch: FetchConfig::default(),
             scan: ScanConfig::default(),
+            clients: Vec::new(),
         }
     }
 }
@@ -361,6 +367,7 @@ impl Default for PolicyConfig {
             mode: PolicyMode::Allowlist,
             allow: Vec::new(),
             licenses: Vec::new(),
+            require_client_token: false,
         }
     }
 }
@@ -532,6 +539,13 @@ impl Config {
         )?;
         if let Some(u) = &cfg.governance.public_url {
             check_public_url(u)?;
+        }
+        // Checked at load, so a typo in a hash stops start-up instead of locking a client out.
+        crate::clients::Clients::from_entries(&cfg.clients)?;
+        if cfg.policy.require_client_token && cfg.clients.is_empty() {
+            return Err(MirrorError::Config(
+                "[policy] require_client_token = true needs at least one [[clients]] entry".into(),
+            ));
         }
         if !(1..=64).contains(&cfg.fetch.connections) {
             return Err(MirrorError::Config(format!(

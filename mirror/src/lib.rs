@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+mod clients;
 mod config;
 mod crash;
 mod error;
@@ -27,6 +28,7 @@ pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
     ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
 };
+pub use clients::{Client, ClientEntry, ClientName, Clients, Role};
 pub use error::MirrorError;
 pub use flight::ProgressReport;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};

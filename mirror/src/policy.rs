@@ -335,6 +335,7 @@ mod tests {
     fn policy(rules: &[(&str, Option<&str>)]) -> Policy {
         Policy::new(&PolicyConfig {
             licenses: Vec::new(),
+            require_client_token: false,
             mode: PolicyMode::Allowlist,
             allow: rules
                 .iter()
@@ -406,6 +407,7 @@ mod tests {
         );
         let bad = PolicyConfig {
             licenses: Vec::new(),
+            require_client_token: false,
             mode: PolicyMode::Allowlist,
             allow: vec![AllowRule {
                 hf: Some("acme/tiny".into()),
@@ -416,6 +418,7 @@ mod tests {
         assert!(Policy::new(&bad).is_err());
         let bad = PolicyConfig {
             licenses: Vec::new(),
+            require_client_token: false,
             mode: PolicyMode::Allowlist,
             allow: vec![AllowRule {
                 hf: Some("../x".into()),
@@ -430,6 +433,7 @@ mod tests {
         let d = format!("sha256:{}", "ab".repeat(32));
         let p = Policy::new(&PolicyConfig {
             licenses: Vec::new(),
+            require_client_token: false,
             mode: PolicyMode::Allowlist,
             allow: vec![
                 AllowRule {
@@ -491,6 +495,7 @@ mod tests {
         let bad = |r: AllowRule| {
             Policy::new(&PolicyConfig {
                 licenses: Vec::new(),
+                require_client_token: false,
                 mode: PolicyMode::Allowlist,
                 allow: vec![r],
             })

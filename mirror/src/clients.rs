@@ -94,6 +94,7 @@ impl Client {
 #[derive(Debug, Clone, Default)]
 pub struct Clients {
     by_hash: HashMap<[u8; 32], Arc<Client>>,
+    by_name: HashMap<ClientName, Arc<Client>>,
 }
 
 impl Clients {
@@ -118,13 +119,24 @@ impl Clients {
                 name: name.clone(),
                 roles: e.roles.clone(),
             });
-            if by_hash.insert(hash, client).is_some() {
+            if by_hash.insert(hash, client.clone()).is_some() {
                 return Err(MirrorError::Config(format!(
                     "[[clients]] {name}: the same token hash is configured for two clients"
                 )));
             }
         }
-        Ok(Clients { by_hash })
+        let by_name = by_hash
+            .values()
+            .map(|c| (c.name.clone(), c.clone()))
+            .collect();
+        Ok(Clients { by_hash, by_name })
+    }
+
+    /// The client configured under `name` (for credentials Airlock itself issued to a client it
+    /// had authenticated, which carry the name rather than the token).
+    pub fn named(&self, name: &str) -> Option<Arc<Client>> {
+        let name = ClientName::try_from(name).ok()?;
+        self.by_name.get(&name).cloned()
     }
 
     /// The client whose token this is, if any. The lookup is by the token's sha256, so the
@@ -137,6 +149,81 @@ impl Clients {
     /// No clients are configured.
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+}
+
+/// Who is asking, as the front door resolved it from the request: the name the audit log records
+/// and the key per-client budgets count under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    who: Who,
+    /// The client's address (`unknown` if the connection had none).
+    addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Who {
+    Named(Arc<Client>),
+    Anonymous,
+    /// A token no `[[clients]]` entry knows: the first 8 hex digits of its sha256, so repeated
+    /// attempts with one token can be told apart without recording it.
+    Unknown(String),
+}
+
+impl Caller {
+    /// A configured client, at `addr`.
+    pub fn named(client: Arc<Client>, addr: impl Into<String>) -> Caller {
+        Caller {
+            who: Who::Named(client),
+            addr: addr.into(),
+        }
+    }
+
+    /// A client that sent no token.
+    pub fn anonymous(addr: impl Into<String>) -> Caller {
+        Caller {
+            who: Who::Anonymous,
+            addr: addr.into(),
+        }
+    }
+
+    /// A client whose token no entry knows.
+    pub fn unknown(token: &str, addr: impl Into<String>) -> Caller {
+        let fingerprint = verifier::Digest::of(token.as_bytes()).hex()[..8].to_owned();
+        Caller {
+            who: Who::Unknown(fingerprint),
+            addr: addr.into(),
+        }
+    }
+
+    /// The configured client, if the token named one.
+    pub fn client(&self) -> Option<&Arc<Client>> {
+        match &self.who {
+            Who::Named(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The key per-client budgets (review requests, download folding) count under: the name of
+    /// a known client, wherever it connects from; otherwise the address alone, so inventing
+    /// tokens cannot buy a fresh budget.
+    pub fn budget_key(&self) -> String {
+        match &self.who {
+            Who::Named(c) => format!("client:{}", c.name),
+            Who::Anonymous | Who::Unknown(_) => self.addr.clone(),
+        }
+    }
+}
+
+/// How the audit log and review requests name the caller: `alice (10.0.0.7)` for a configured
+/// client, `10.0.0.7` for an anonymous one, `10.0.0.7 token:1a2b3c4d` for an unknown token.
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.who {
+            Who::Named(c) => write!(f, "{} ({})", c.name, self.addr),
+            Who::Anonymous => f.write_str(&self.addr),
+            Who::Unknown(fp) => write!(f, "{} token:{fp}", self.addr),
+        }
     }
 }
 
@@ -176,6 +263,23 @@ mod tests {
         assert!(alice.has(Role::Reviewer) && !alice.has(Role::Admin));
         assert!(c.authenticate("t3").is_none());
         assert!(c.authenticate("").is_none());
+    }
+
+    #[test]
+    fn callers_are_named_and_budgeted_by_name_when_known() {
+        let c = Clients::from_entries(&[entry("ci-bot", "t1", vec![])]).unwrap();
+        let bot = Caller::named(c.authenticate("t1").unwrap(), "10.0.0.7");
+        assert_eq!(bot.to_string(), "ci-bot (10.0.0.7)");
+        assert_eq!(
+            bot.budget_key(),
+            Caller::named(c.authenticate("t1").unwrap(), "10.0.0.8").budget_key()
+        );
+        let anon = Caller::anonymous("10.0.0.9");
+        assert_eq!((anon.to_string().as_str(), anon.client()), ("10.0.0.9", None));
+        let unknown = Caller::unknown("guess", "10.0.0.9");
+        assert!(unknown.to_string().starts_with("10.0.0.9 token:"));
+        assert!(!unknown.to_string().contains("guess"));
+        assert_eq!(unknown.budget_key(), anon.budget_key());
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Config {
     pub scan: ScanConfig,
     /// `[[clients]]`: named clients, each known by the sha256 of its token.
     pub clients: Vec<crate::clients::ClientEntry>,
+    /// `[log]`: log format and level.
+    pub log: crate::operations::LogConfig,
+    /// `[metrics]`: who may read `/metrics`.
+    pub metrics: crate::operations::MetricsConfig,
 }
 
 /// `[store]`
@@ -318,6 +322,8 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             scan: ScanConfig::default(),
             clients: Vec::new(),
+            log: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -537,6 +543,7 @@ impl Config {
             &mut cfg.governance.admin_token,
             cfg.governance.admin_token_file.as_deref(),
         )?;
+        read_token(&mut cfg.metrics.token, cfg.metrics.token_file.as_deref())?;
         if let Some(u) = &cfg.governance.public_url {
             check_public_url(u)?;
         }

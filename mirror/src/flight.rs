@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -150,11 +150,14 @@ impl Progress {
 pub struct SingleFlight<K, V> {
     map: Arc<Mutex<HashMap<K, Joined<V>>>>,
     rt: tokio::runtime::Handle,
+    /// Callers waiting on a running task now (for `/metrics`).
+    waiting: Arc<AtomicI64>,
 }
 
 struct Joined<V> {
     rx: watch::Receiver<Option<V>>,
     progress: Arc<Progress>,
+    waiting: Arc<AtomicI64>,
 }
 
 impl<V> Clone for Joined<V> {
@@ -162,7 +165,24 @@ impl<V> Clone for Joined<V> {
         Joined {
             rx: self.rx.clone(),
             progress: self.progress.clone(),
+            waiting: self.waiting.clone(),
         }
+    }
+}
+
+/// Counts a caller as waiting until dropped (a caller whose request is cancelled mid-wait too).
+struct Waiting(Arc<AtomicI64>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicI64>) -> Waiting {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -211,6 +231,7 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
         SingleFlight {
             map: Arc::new(Mutex::new(HashMap::new())),
             rt,
+            waiting: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -236,6 +257,7 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
         let joined = Joined {
             rx,
             progress: progress.clone(),
+            waiting: self.waiting.clone(),
         };
         map.insert(key.clone(), joined.clone());
         drop(map);
@@ -260,6 +282,11 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
         map.values().map(|j| j.progress.clone()).collect()
     }
 
+    /// Callers waiting on a task in flight now (the one that started it included).
+    pub fn waiting(&self) -> i64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Number of tasks in flight.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -280,6 +307,7 @@ impl<V: Clone> Flight<V> {
             FlightInner::Done(v) => return Waited::Done(v),
             FlightInner::Running(j) => j,
         };
+        let _waiting = Waiting::new(&j.waiting);
         let outcome = tokio::time::timeout(limit, j.rx.wait_for(|v| v.is_some())).await;
         match outcome {
             Ok(Ok(v)) => match v.clone() {

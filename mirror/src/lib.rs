@@ -14,7 +14,9 @@ mod error;
 mod flight;
 pub mod governance;
 mod manifest;
+mod metrics;
 mod names;
+mod operations;
 mod pipeline;
 mod policy;
 mod quarantine;
@@ -28,14 +30,16 @@ pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
     ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
 };
-pub use clients::{Client, ClientEntry, ClientName, Clients, Role};
+pub use clients::{Caller, Client, ClientEntry, ClientName, Clients, Role};
 pub use error::MirrorError;
 pub use flight::ProgressReport;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};
+pub use metrics::Metrics;
 pub use names::{
     HfRepo, NameError, OllamaName, Reference, RepoId, RepoKind, RepoPath, Revision, RevisionName,
     Tag,
 };
+pub use operations::{LogConfig, LogFormat, MetricsConfig};
 pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
 pub use policy::{Decision, DigestCover, OllamaDecision, Policy};
 pub use refusal::Refusal;

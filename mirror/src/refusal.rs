@@ -135,6 +135,26 @@ impl Refusal {
                 | Refusal::PullRequestRef { .. }
         )
     }
+
+    /// A short, fixed name for the kind of refusal (the `reason` label of `/metrics`, so the
+    /// series stay few whatever names are refused).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Refusal::NotApproved { .. } => "not_approved",
+            Refusal::Denied { .. } => "denied",
+            Refusal::Typosquat { .. } => "typosquat",
+            Refusal::PinnedElsewhere { .. } => "pinned_elsewhere",
+            Refusal::RevisionNotApproved { .. } => "revision_not_approved",
+            Refusal::Revoked { .. } => "revoked",
+            Refusal::Expired { .. } => "expired",
+            Refusal::Verification { .. } => "verification",
+            Refusal::Signature { .. } => "signature",
+            Refusal::Licence { .. } => "licence",
+            Refusal::PullRequestRef { .. } => "pull_request_ref",
+            Refusal::Offline { .. } => "offline",
+            Refusal::UpstreamDenied { .. } => "upstream_denied",
+        }
+    }
 }
 
 impl fmt::Display for Refusal {

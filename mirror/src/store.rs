@@ -25,6 +25,7 @@ use crate::refusal::Refusal;
 
 mod evict;
 mod fsck;
+mod health;
 pub use evict::EvictReport;
 pub use fsck::{FsckProblem, FsckReport};
 

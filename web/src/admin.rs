@@ -84,22 +84,31 @@ impl From<BodyError> for AdminError {
     }
 }
 
-/// Whether the request carries the admin token.
+/// Whether the request carries the admin token, or the token of a `[[clients]]` entry with the
+/// `admin` role.
 fn authorize(req: &HttpRequest, mirror: &Mirror) -> Result<(), AdminError> {
-    let Some(token) = mirror.governance().admin_token() else {
-        // No token configured: the admin API does not exist.
-        return Err(AdminError(
-            StatusCode::NOT_FOUND,
-            "the admin API is disabled (no admin token configured)".into(),
-        ));
-    };
     let given = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if same(given.as_bytes(), token.expose().as_bytes()) {
+    let identity = req.app_data::<web::Data<crate::client::Identity>>();
+    let admin_client = identity
+        .filter(|_| !given.is_empty())
+        .and_then(|id| id.clients().authenticate(given))
+        .is_some_and(|c| c.has(mirror::Role::Admin));
+    let Some(token) = mirror.governance().admin_token() else {
+        if admin_client {
+            return Ok(());
+        }
+        // No token configured (and no admin client asking): the admin API does not exist.
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "the admin API is disabled (no admin token configured)".into(),
+        ));
+    };
+    if same(given.as_bytes(), token.expose().as_bytes()) || admin_client {
         Ok(())
     } else {
         Err(AdminError(
@@ -162,11 +171,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         "internal error (see server log)".into(),
                     )),
                 };
-                let call = verdict.map(|()| srv.call(req));
+                // A refusal is answered as a response, not an `Err`, so the request middleware
+                // around every route stamps and counts it too.
+                let call = match verdict {
+                    Ok(()) => Ok(srv.call(req)),
+                    Err(e) => Err(req.error_response(e)),
+                };
                 async move {
                     match call {
                         Ok(fut) => fut.await,
-                        Err(e) => Err(e.into()),
+                        Err(res) => Ok(res),
                     }
                 }
             })

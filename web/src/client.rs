@@ -1,24 +1,189 @@
-//! Who is asking: the client as requests and the audit log name it.
+//! Who is asking: the one place a request's credentials become a [`Caller`] (a configured client,
+//! an anonymous one, or an unknown token), for every protocol.
+//!
+//! Credentials are what each client already sends: huggingface_hub sends `HF_TOKEN` as
+//! `Authorization: Bearer …`; OCI clients send basic auth (the token as the password, or as the
+//! user name when there is no password) or a bearer token, which is either a client token or one
+//! Airlock issued at `/v2/token` (see [`crate::grant`]). A client's `Authorization` is read here
+//! and nowhere else, and never travels upstream: the upstream clients build their own requests
+//! with the upstream token.
 
-use actix_web::HttpRequest;
+use std::sync::Arc;
 
-/// `<address>`, plus a short fingerprint of the bearer token if one was sent (the token itself
-/// is never recorded).
-pub fn describe(req: &HttpRequest) -> String {
-    let addr = req
-        .peer_addr()
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
+use base64::Engine;
+use mirror::{Caller, Clients};
+
+use crate::grant::{Grants, Scope};
+
+/// The client registry and the token rule, built once at start-up and shared (app data).
+pub struct Identity {
+    clients: Arc<Clients>,
+    require_token: bool,
+    grants: Grants,
+}
+
+impl Identity {
+    /// `require_token`: `[policy] require_client_token`.
+    pub fn new(clients: Arc<Clients>, require_token: bool) -> Identity {
+        Identity {
+            clients,
+            require_token,
+            grants: Grants::new(),
+        }
+    }
+
+    /// The configured clients (the admin guard looks up admin-role tokens here).
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// The credentials Airlock issues to authenticated clients.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+}
+
+/// Why a caller is refused when `[policy] require_client_token` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// No credentials at all.
+    Missing,
+    /// Credentials no `[[clients]]` entry knows.
+    Unknown,
+}
+
+impl Unauthorized {
+    /// What the client is told (each protocol's error mapping wraps it in its own envelope).
+    pub fn message(self) -> &'static str {
+        match self {
+            Unauthorized::Missing => {
+                "airlock: this mirror requires a client token; set HF_TOKEN (huggingface_hub) \
+                 or registry credentials (OCI clients) to the token your Airlock operators \
+                 issued you"
+            }
+            Unauthorized::Unknown => {
+                "airlock: the client token is not known to this mirror; check HF_TOKEN or the \
+                 registry credentials (a Hugging Face token is not an Airlock client token)"
+            }
+        }
+    }
+}
+
+/// The token the request carries: `Bearer <token>`, or basic auth's password (its user name when
+/// the password is empty; `docker login` style clients put a lone token in either field).
+pub fn token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!rest.is_empty()).then(|| rest.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':').unwrap_or((text.as_str(), ""));
+        let token = if password.is_empty() { user } else { password };
+        return (!token.is_empty()).then(|| token.to_owned());
+    }
+    None
+}
+
+fn address(req: &HttpRequest) -> String {
+    req.peer_addr()
         .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match token {
-        Some(t) => format!(
-            "{addr} token:{}",
-            &verifier::Digest::of(t.as_bytes()).hex()[..8]
-        ),
-        None => addr,
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn identity(req: &HttpRequest) -> Option<&Identity> {
+    req.app_data::<web::Data<Identity>>().map(|d| d.get_ref())
+}
+
+/// Resolves the caller, accepting a credential Airlock issued for `scope` besides client tokens.
+fn resolve_with(req: &HttpRequest, extra: Option<(&str, Scope<'_>)>) -> Caller {
+    let addr = address(req);
+    let Some(id) = identity(req) else {
+        return Caller::anonymous(addr);
+    };
+    let issued = extra
+        .and_then(|(grant, scope)| id.grants.check(grant, scope))
+        .and_then(|name| id.clients.named(&name));
+    if let Some(client) = issued {
+        return Caller::named(client, addr);
+    }
+    match token(req) {
+        None => Caller::anonymous(addr),
+        Some(t) => match id
+            .clients
+            .authenticate(&t)
+            .or_else(|| {
+                id.grants
+                    .check(&t, Scope::Registry)
+                    .and_then(|name| id.clients.named(&name))
+            }) {
+            Some(client) => Caller::named(client, addr),
+            None => Caller::unknown(&t, addr),
+        },
+    }
+}
+
+/// Who is asking (no rule applied): for the audit lines of requests that are not protocol
+/// traffic (the admin API's failed logins).
+pub fn caller(req: &HttpRequest) -> Caller {
+    resolve_with(req, None)
+}
+
+/// Who is asking, with `[policy] require_client_token` applied: an anonymous caller or an unknown
+/// token is refused when it is on.
+pub fn admit(req: &HttpRequest) -> Result<Caller, Unauthorized> {
+    admit_with(req, None)
+}
+
+/// [`admit`], also accepting `grant` (a credential Airlock issued) for `scope`.
+pub fn admit_with(req: &HttpRequest, grant: Option<(&str, Scope<'_>)>) -> Result<Caller, Unauthorized> {
+    let caller = resolve_with(req, grant);
+    let required = identity(req).is_some_and(|id| id.require_token);
+    if !required || caller.client().is_some() {
+        return Ok(caller);
+    }
+    let why = if token(req).is_some() {
+        Unauthorized::Unknown
+    } else {
+        Unauthorized::Missing
+    };
+    tracing::info!(client = %caller, reason = ?why, "client token required; refused");
+    Err(why)
+}
+
+/// `<address>`, plus a short fingerprint of the token if one was sent (the token itself is never
+/// recorded), or the client's name.
+pub fn describe(req: &HttpRequest) -> String {
+    caller(req).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn basic(s: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s))
+    }
+
+    #[test]
+    fn tokens_from_bearer_and_basic() {
+        let t = |v: &str| token(&TestRequest::default().insert_header((header::AUTHORIZATION, v)).to_http_request());
+        assert_eq!(t("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(t("bearer  abc ").as_deref(), Some("abc"));
+        assert_eq!(t(&basic("user:tok")).as_deref(), Some("tok"));
+        assert_eq!(t(&basic("tok:")).as_deref(), Some("tok"));
+        assert_eq!(t(&basic("tok")).as_deref(), Some("tok"));
+        assert_eq!(t("Basic !!!"), None);
+        assert_eq!(t("Bearer "), None);
+        assert_eq!(t("Digest x"), None);
+        assert_eq!(token(&TestRequest::default().to_http_request()), None);
     }
 }

@@ -9,9 +9,13 @@ mod blob;
 mod body;
 mod client;
 mod cmd;
+mod grant;
 mod hf;
+mod logging;
 mod ollama;
+mod ops;
 mod origin;
+mod request;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]
@@ -59,13 +63,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` installs its logger once its config (`[log]`) is loaded.
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(None);
+    }
     let outcome = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Reindex(args) => cmd::reindex::run(args),

@@ -49,16 +49,17 @@ impl DownloadFold {
         }
     }
 
-    /// A download happened at `time` (`now` on the monotonic clock): the entries to append, in
-    /// order (none if it only adds to an open window's count).
+    /// A download by `who` (the client's budget key: its name when known, so one client is one
+    /// window wherever it connects from) happened at `time` (`now` on the monotonic clock): the
+    /// entries to append, in order (none if it only adds to an open window's count).
     pub(crate) fn record(
         &self,
+        who: &str,
         event: AuditEvent,
         time: Timestamp,
         now: Instant,
     ) -> Vec<AuditEvent> {
         let AuditEvent::Download {
-            client,
             name,
             revision,
             file,
@@ -71,7 +72,7 @@ impl DownloadFold {
             return vec![event];
         }
         let key = Key {
-            client: client.clone(),
+            client: who.to_owned(),
             name: name.clone(),
             revision: revision.clone(),
             file: file.clone(),
@@ -190,14 +191,15 @@ mod tests {
         let mut appended = Vec::new();
         for i in 0..16 {
             appended.extend(fold.record(
+                "10.0.0.1",
                 dl("10.0.0.1", "layer"),
                 t(i),
                 start + Duration::from_secs(i as u64),
             ));
         }
         // Another client and another file are their own downloads.
-        appended.extend(fold.record(dl("10.0.0.2", "layer"), t(1), start));
-        appended.extend(fold.record(dl("10.0.0.1", "config"), t(1), start));
+        appended.extend(fold.record("10.0.0.2", dl("10.0.0.2", "layer"), t(1), start));
+        appended.extend(fold.record("10.0.0.1", dl("10.0.0.1", "config"), t(1), start));
         assert_eq!(appended.len(), 3);
         assert!(fold
             .close_expired(start + Duration::from_secs(59))
@@ -222,18 +224,18 @@ mod tests {
     fn a_download_after_the_window_closes_it_and_opens_the_next() {
         let fold = DownloadFold::new(Duration::from_secs(10));
         let start = Instant::now();
-        assert_eq!(fold.record(dl("c", "f"), t(0), start).len(), 1);
+        assert_eq!(fold.record("c", dl("c", "f"), t(0), start).len(), 1);
         assert!(fold
-            .record(dl("c", "f"), t(1), start + Duration::from_secs(1))
+            .record("c", dl("c", "f"), t(1), start + Duration::from_secs(1))
             .is_empty());
-        let out = fold.record(dl("c", "f"), t(11), start + Duration::from_secs(11));
+        let out = fold.record("c", dl("c", "f"), t(11), start + Duration::from_secs(11));
         assert!(matches!(
             out[0],
             AuditEvent::DownloadRepeats { count: 1, .. }
         ));
         assert!(matches!(out[1], AuditEvent::Download { .. }));
         assert!(fold
-            .record(dl("c", "f"), t(12), start + Duration::from_secs(12))
+            .record("c", dl("c", "f"), t(12), start + Duration::from_secs(12))
             .is_empty());
         assert!(matches!(
             fold.close_all()[..],
@@ -246,7 +248,7 @@ mod tests {
         let fold = DownloadFold::new(Duration::ZERO);
         let now = Instant::now();
         for _ in 0..3 {
-            assert_eq!(fold.record(dl("c", "f"), t(0), now).len(), 1);
+            assert_eq!(fold.record("c", dl("c", "f"), t(0), now).len(), 1);
         }
         assert!(fold.close_all().is_empty());
     }

@@ -102,6 +102,10 @@ pub struct Governance {
     prefetch_max_bytes: u64,
     downloads: downloads::DownloadFold,
     budget: budget::Budget,
+    /// Entries appended (for `/metrics`).
+    appended: prometheus_client::metrics::counter::Counter,
+    /// The last append failed (for `/readyz`): evidence is being lost.
+    append_failing: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn signing_err(e: signing::SigningError) -> MirrorError {
@@ -166,6 +170,8 @@ impl Governance {
             downloads: downloads::DownloadFold::new(std::time::Duration::from_secs(
                 cfg.governance.download_audit_window_secs.unwrap_or(60),
             )),
+            appended: Default::default(),
+            append_failing: Default::default(),
         };
         gov.reload()?;
         Ok(gov)
@@ -357,9 +363,36 @@ impl Governance {
     /// Appends to the audit log. A failure is logged, not returned: the log is evidence, and a
     /// broken disk must not stop serving verified bytes.
     pub fn audit(&self, event: AuditEvent) {
-        if let Err(e) = self.audit.append(&event, now()) {
-            tracing::error!(error = %e, "audit log append failed");
+        use std::sync::atomic::Ordering;
+        match self.audit.append(&event, now()) {
+            Ok(_) => {
+                self.appended.inc();
+                self.append_failing.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.append_failing.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "audit log append failed");
+            }
         }
+    }
+
+    /// The counter of audit appends (registered by [`crate::metrics::Metrics`]).
+    pub(crate) fn appended(&self) -> prometheus_client::metrics::counter::Counter {
+        self.appended.clone()
+    }
+
+    /// Whether the audit log can take entries: the last append did not fail, and the file still
+    /// opens for appending (which a read-only or vanished data directory refuses). Blocking.
+    pub fn check_audit(&self) -> Result<(), String> {
+        if self.append_failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("the last audit log append failed (see the server log)".into());
+        }
+        let path = self.audit.path();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("audit log {} does not open for appending: {e}", path.display()))
     }
 
     /// What anonymous clients may still make the mirror do (review requests, prefetches).
@@ -369,10 +402,11 @@ impl Governance {
 
     /// Audits a download, folding repeats within the configured window (see
     /// [`downloads`](self::downloads)). Blocking (an fsync when an entry is written).
-    pub fn audit_download(&self, event: AuditEvent) {
+    /// `who` is the client's budget key ([`crate::Caller::budget_key`]).
+    pub fn audit_download(&self, who: &str, event: AuditEvent) {
         for e in self
             .downloads
-            .record(event, now(), std::time::Instant::now())
+            .record(who, event, now(), std::time::Instant::now())
         {
             self.audit(e);
         }

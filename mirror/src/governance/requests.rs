@@ -127,8 +127,10 @@ impl Governance {
         source: Source,
         name: &str,
         revision: &str,
-        client: &str,
+        caller: &crate::Caller,
     ) -> Result<(Refusal, Option<RequestRecord>), MirrorError> {
+        let client = caller.to_string();
+        let client = client.as_str();
         let id = request_id(source, name, revision);
         let now = now();
         let existing: Option<RequestRecord> = Store::get(&self.store.requests, &key(&id))?;
@@ -136,7 +138,7 @@ impl Governance {
         if is_new {
             if let Err(over) = self
                 .budget()
-                .take_request(client, std::time::Instant::now())
+                .take_request(&caller.budget_key(), std::time::Instant::now())
             {
                 // Nothing is recorded or audited per request here: that is what the budget bounds.
                 tracing::warn!(%client, %name, ?over, "review-request budget spent; not recorded");

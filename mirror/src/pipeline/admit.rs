@@ -33,7 +33,7 @@ impl Mirror {
         name: &str,
         asked: &str,
         config: impl FnOnce() -> Result<Option<String>, Refusal>,
-        client: &str,
+        client: &crate::Caller,
     ) -> Result<Admit, MirrorError> {
         let refusal = match self.gov.decide(source, name, asked) {
             Verdict::Approved(a) => {
@@ -61,11 +61,11 @@ impl Mirror {
                     // once a minute per client, not once per name it floods us with.
                     if let Refusal::NotApproved { request: None, .. } = &refusal {
                         let now = std::time::Instant::now();
-                        if let Some(skipped) = self.gov.budget().note_refused(client, now) {
+                        if let Some(skipped) = self.gov.budget().note_refused(&client.budget_key(), now) {
                             let (gov, event) = (
                                 self.gov.clone(),
                                 AuditEvent::Refusal {
-                                    client: client.to_owned(),
+                                    client: client.to_string(),
                                     name: name.to_owned(),
                                     revision: Some(asked.to_owned()),
                                     reason: format!(
@@ -89,11 +89,11 @@ impl Mirror {
     }
 
     /// Records a refusal in the audit log.
-    pub(crate) fn audit_refusal(&self, client: &str, name: &str, asked: &str, refusal: &Refusal) {
+    pub(crate) fn audit_refusal(&self, client: &crate::Caller, name: &str, asked: &str, refusal: &Refusal) {
         let (gov, event) = (
             self.gov.clone(),
             AuditEvent::Refusal {
-                client: client.to_owned(),
+                client: client.to_string(),
                 name: name.to_owned(),
                 revision: Some(asked.to_owned()),
                 reason: refusal.to_string(),
@@ -110,7 +110,7 @@ impl Mirror {
         source: Source,
         name: &str,
         asked: &str,
-        client: &str,
+        client: &crate::Caller,
     ) -> Result<Refusal, MirrorError> {
         let bare = name.strip_prefix("datasets/").unwrap_or(name);
         let mut approved = self.gov.approved_names(source);
@@ -132,7 +132,7 @@ impl Mirror {
         }
         // Recording the request writes the index (and the audit log): blocking work.
         let gov = self.gov.clone();
-        let (name2, asked2, client2) = (name.to_owned(), asked.to_owned(), client.to_owned());
+        let (name2, asked2, client2) = (name.to_owned(), asked.to_owned(), client.clone());
         let (refusal, new) = self
             .blocking(move || gov.request(source, &name2, &asked2, &client2))
             .await?;

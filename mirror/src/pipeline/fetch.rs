@@ -49,14 +49,17 @@ pub(crate) struct FetchEnv {
     connections: usize,
     stall: Duration,
     scan_rate: AtomicU64,
+    /// Where fetch counts, durations, bytes and scan verdicts go.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl FetchEnv {
-    pub(crate) fn new(cfg: &FetchConfig) -> FetchEnv {
+    pub(crate) fn new(cfg: &FetchConfig, metrics: Arc<crate::metrics::Metrics>) -> FetchEnv {
         FetchEnv {
             connections: cfg.connections.max(1),
             stall: Duration::from_secs(cfg.stall_timeout_secs.max(1)),
             scan_rate: AtomicU64::new(ASSUMED_SCAN_RATE),
+            metrics,
         }
     }
 
@@ -101,6 +104,8 @@ pub(crate) struct FetchTask {
     pub open: Opener,
     /// Names the artifact in messages (a repo path or a digest).
     pub label: String,
+    /// Which upstream the bytes come from (`hf`, `ollama`), for `/metrics`.
+    pub upstream: &'static str,
     /// Declared size.
     pub size: u64,
     pub expect: Expect,
@@ -145,6 +150,25 @@ impl From<MirrorError> for Halt {
 impl FetchTask {
     /// Fetch, verify, scan, promote. The inner `Err(String)` is a refusal reason for the bytes.
     pub(crate) async fn run(
+        &self,
+        progress: &Progress,
+    ) -> Result<Result<Promoted, String>, MirrorError> {
+        use crate::metrics::FetchOutcome;
+        let _running = self.env.metrics.fetch_started();
+        let started = Instant::now();
+        let outcome = self.run_checked(progress).await;
+        let class = match &outcome {
+            Ok(Ok(_)) => FetchOutcome::Promoted,
+            Ok(Err(_)) => FetchOutcome::Refused,
+            Err(_) => FetchOutcome::Failed,
+        };
+        self.env
+            .metrics
+            .fetch_finished(class, started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn run_checked(
         &self,
         progress: &Progress,
     ) -> Result<Result<Promoted, String>, MirrorError> {
@@ -209,8 +233,14 @@ impl FetchTask {
         }
         let scan_started = Instant::now();
         let scan = match self.scan(&quarantined).await? {
-            Ok(summary) => summary,
-            Err(reason) => return Ok(Err(reason)),
+            Ok(summary) => {
+                self.env.metrics.scan_verdict(true);
+                summary
+            }
+            Err(reason) => {
+                self.env.metrics.scan_verdict(false);
+                return Ok(Err(reason));
+            }
         };
         self.env.record_scan(declared, scan_started.elapsed());
         let store = self.store.clone();
@@ -432,6 +462,7 @@ impl FetchTask {
                             .map_err(|_| Halt::WriterGone)?;
                         offset += n;
                         progress.add(n);
+                        self.env.metrics.upstream_bytes(self.upstream, n);
                     }
                     Err(e) => {
                         last_error = crate::upstream::describe(&e);

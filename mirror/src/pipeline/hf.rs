@@ -41,7 +41,7 @@ impl Mirror {
         &self,
         repo: &HfRepo,
         rev: &RevisionName,
-        client: &str,
+        client: &crate::Caller,
     ) -> Result<Lookup<Snapshot>, MirrorError> {
         let name = repo.policy_name();
         let config = || match self.policy.decide(repo) {
@@ -421,6 +421,7 @@ async fn fetch_file(
             Box::pin(async move { hf.open_file(&repo, commit, &path, range).await })
         }),
         label: format!("{repo}/{}", entry.path),
+        upstream: "hf",
         size: entry.size,
         expect,
         formats: None,

@@ -153,6 +153,8 @@ pub struct Mirror {
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
     fetch_env: Arc<fetch::FetchEnv>,
+    /// What `/metrics` shows of the engine.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Mirror {
@@ -161,6 +163,7 @@ impl Mirror {
     pub fn open(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Arc<Mirror>, MirrorError> {
         let store = Arc::new(Store::open(&cfg.data_dir)?);
         let gov = Arc::new(Governance::open(cfg, store.clone())?);
+        let metrics = Arc::new(crate::metrics::Metrics::new(gov.appended()));
         let policy = Policy::new(&cfg.policy)?;
         let offline = cfg.is_offline();
         let (mut hf_cfg, mut oci_cfg) = (cfg.huggingface.clone(), cfg.ollama.clone());
@@ -171,8 +174,8 @@ impl Mirror {
                 *upstream = "http://127.0.0.1:9".into();
             }
         }
-        let hf = Arc::new(HfUpstream::new(&hf_cfg)?);
-        let oci = Arc::new(OciUpstream::new(&oci_cfg)?);
+        let hf = Arc::new(HfUpstream::new(&hf_cfg, metrics.clone())?);
+        let oci = Arc::new(OciUpstream::new(&oci_cfg, metrics.clone())?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
         // Download windows close on a timer, so a count is written even if no request follows.
         let window = cfg.governance.download_audit_window_secs.unwrap_or(60);
@@ -213,7 +216,8 @@ impl Mirror {
                 .build(),
             offline,
             me: me.clone(),
-            fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch)),
+            fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch, metrics.clone())),
+            metrics,
             policy,
             hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,
@@ -270,7 +274,7 @@ impl Mirror {
     /// runs off the caller's thread.
     pub fn audit_download(
         &self,
-        client: &str,
+        client: &crate::Caller,
         name: String,
         revision: String,
         file: String,
@@ -278,15 +282,16 @@ impl Mirror {
         approval: Option<signing::ApprovalId>,
     ) {
         let gov = self.gov.clone();
+        let who = client.budget_key();
         let event = signing::AuditEvent::Download {
-            client: client.to_owned(),
+            client: client.to_string(),
             name,
             revision,
             file,
             digest,
             approval,
         };
-        self.rt.spawn_blocking(move || gov.audit_download(event));
+        self.rt.spawn_blocking(move || gov.audit_download(&who, event));
     }
 
     /// Writes what is pending in the audit log (open download windows' counts). Blocking; call
@@ -333,6 +338,30 @@ impl Mirror {
             .collect();
         all.sort_by(|a, b| a.artifact.cmp(&b.artifact));
         all
+    }
+
+    /// The engine's metrics (the front doors count refusals into them).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Appends the engine's metrics to `out` in the OpenMetrics text format, without the closing
+    /// `# EOF`. Cheap (no disk work): the store size is a running count.
+    pub fn encode_metrics(&self, out: &mut String) {
+        let waiting = self.files.waiting() + self.blob_flights.waiting();
+        self.metrics
+            .encode(out, self.store.blob_bytes(), waiting);
+    }
+
+    /// The readiness checks, each with its outcome: `store` (quarantine takes a file), `audit`
+    /// (the audit log takes entries), `index` (the index answers). Blocking (a small write and
+    /// fsync, an open): run off the event loop.
+    pub fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        vec![
+            ("store", self.store.check_writable()),
+            ("audit", self.gov.check_audit()),
+            ("index", self.store.check_index()),
+        ]
     }
 
     /// The store (for serving promoted blobs).

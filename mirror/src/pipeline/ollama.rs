@@ -121,7 +121,7 @@ impl Mirror {
         &self,
         name: &OllamaName,
         reference: &Reference,
-        client: &str,
+        client: &crate::Caller,
     ) -> Result<Lookup<ManifestDoc>, MirrorError> {
         let config = || match self.policy.decide_ollama(name, reference) {
             OllamaDecision::Allowed { pin } => Ok(pin.map(|d| d.to_string())),
@@ -622,6 +622,7 @@ async fn fetch_blob(
             Box::pin(async move { oci.open_blob(&name, &digest, range).await })
         }),
         label: digest.to_string(),
+        upstream: "ollama",
         size,
         expect: Expect::Sha256(digest),
         formats: layer_formats(&media_type),

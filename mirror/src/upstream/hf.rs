@@ -63,17 +63,25 @@ pub struct HfUpstream {
     client: reqwest::Client,
     base: Url,
     token: Option<Secret>,
+    meter: super::Meter,
 }
 
 impl HfUpstream {
-    /// Builds the client from `[huggingface]`.
-    pub fn new(cfg: &HfConfig) -> Result<HfUpstream, MirrorError> {
+    /// Builds the client from `[huggingface]`; its requests are counted in `metrics`.
+    pub fn new(
+        cfg: &HfConfig,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<HfUpstream, MirrorError> {
         let (base, client) =
             super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "huggingface.upstream")?;
         Ok(HfUpstream {
             client,
             base,
             token: cfg.token.clone(),
+            meter: super::Meter {
+                metrics,
+                upstream: "hf",
+            },
         })
     }
 
@@ -137,8 +145,8 @@ impl HfUpstream {
         let rev_seg = utf8_percent_encode(rev.as_str(), SEGMENT);
         let url = self.url(&format!("{}/revision/{rev_seg}", Self::api_prefix(repo)))?;
         let resp = self
-            .get(url)
-            .send()
+            .meter
+            .send(self.get(url))
             .await
             .map_err(|e| MirrorError::Upstream(describe(&e)))?;
         if !resp.status().is_success() {
@@ -194,8 +202,8 @@ impl HfUpstream {
                 ));
             }
             let resp = self
-                .get(url)
-                .send()
+                .meter
+                .send(self.get(url))
                 .await
                 .map_err(|e| MirrorError::Upstream(describe(&e)))?;
             if !resp.status().is_success() {
@@ -262,7 +270,7 @@ impl HfUpstream {
                 utf8_percent_encode(path.as_str(), PATH)
             ))
             .map_err(|e| OpenError::Permanent(e.to_string()))?;
-        super::open_ranged(self.get(url), range, path.as_str()).await
+        super::open_ranged(&self.meter, self.get(url), range, path.as_str()).await
     }
 }
 

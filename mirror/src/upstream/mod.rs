@@ -199,9 +199,30 @@ impl ByteRange {
     }
 }
 
+/// Counts the requests one upstream client sends, by answer class (`/metrics`).
+#[derive(Debug, Clone)]
+pub(crate) struct Meter {
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub upstream: &'static str,
+}
+
+impl Meter {
+    /// Sends `req` and counts it.
+    pub(crate) async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let sent = req.send().await;
+        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+        self.metrics.upstream_request(self.upstream, status);
+        sent
+    }
+}
+
 /// Sends a GET for file bytes (a `Range` request unless the whole file is asked for) and
 /// classifies the answer. `label` names the file in messages.
 pub(crate) async fn open_ranged(
+    meter: &Meter,
     req: reqwest::RequestBuilder,
     range: ByteRange,
     label: &str,
@@ -213,7 +234,7 @@ pub(crate) async fn open_ranged(
         req = req.header(header::RANGE, h.as_str());
     }
     let offset = range.start;
-    let resp = req.send().await.map_err(|e| {
+    let resp = meter.send(req).await.map_err(|e| {
         if e.is_redirect() {
             OpenError::Permanent(describe(&e))
         } else {

@@ -37,17 +37,25 @@ pub struct OciUpstream {
     client: reqwest::Client,
     base: Url,
     token: Option<Secret>,
+    meter: super::Meter,
 }
 
 impl OciUpstream {
-    /// Builds the client from `[ollama]`.
-    pub fn new(cfg: &OllamaConfig) -> Result<OciUpstream, MirrorError> {
+    /// Builds the client from `[ollama]`; its requests are counted in `metrics`.
+    pub fn new(
+        cfg: &OllamaConfig,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<OciUpstream, MirrorError> {
         let (base, client) =
             super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "ollama.upstream")?;
         Ok(OciUpstream {
             client,
             base,
             token: cfg.token.clone(),
+            meter: super::Meter {
+                metrics,
+                upstream: "ollama",
+            },
         })
     }
 
@@ -75,8 +83,9 @@ impl OciUpstream {
                 name.model()
             ))?
             .header(header::ACCEPT, DOCKER_MANIFEST_V2);
-        let resp = req
-            .send()
+        let resp = self
+            .meter
+            .send(req)
             .await
             .map_err(|e| MirrorError::Upstream(describe(&e)))?;
         let status = resp.status();
@@ -125,6 +134,6 @@ impl OciUpstream {
                 name.model()
             ))
             .map_err(|e| OpenError::Permanent(e.to_string()))?;
-        super::open_ranged(req, range, &digest.to_string()).await
+        super::open_ranged(&self.meter, req, range, &digest.to_string()).await
     }
 }

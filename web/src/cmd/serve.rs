@@ -100,6 +100,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
+    crate::logging::init(Some(&cfg.log));
     // The engine (upstream fetches, hashing, scanning) runs on its own runtime so that CPU and disk
     // work never sits on the HTTP workers' event loops.
     let engine = tokio::runtime::Builder::new_multi_thread()
@@ -129,6 +130,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tree_page_size: cfg.huggingface.tree_page_size,
     };
     let budget = crate::body::BodyBudget::new(crate::body::PROTOCOL_BUDGET);
+    // Built once: every worker shares the client registry, the grant key and the counters.
+    let identity = web::Data::new(crate::client::Identity::new(
+        std::sync::Arc::new(mirror::Clients::from_entries(&cfg.clients)?),
+        cfg.policy.require_client_token,
+    ));
+    let http_metrics = web::Data::new(crate::ops::HttpMetrics::default());
+    let metrics_token = web::Data::new(crate::ops::MetricsToken(cfg.metrics.token.clone()));
     let origin =
         crate::origin::Origin::new(cfg.governance.public_url.as_deref(), &cfg.trusted_proxies);
     let result = actix_web::rt::System::new().block_on(async move {
@@ -138,6 +146,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .app_data(data.clone())
                 .app_data(web::Data::new(budget.clone()))
                 .app_data(web::Data::new(origin.clone()))
+                .app_data(identity.clone())
+                .app_data(http_metrics.clone())
+                .app_data(metrics_token.clone())
+                .wrap_fn(|req, srv| {
+                    use actix_web::dev::Service;
+                    let begun = crate::request::begin(&req);
+                    crate::request::finish(begun, srv.call(req))
+                })
+                .configure(crate::ops::configure)
                 .configure(crate::admin::configure)
                 .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))

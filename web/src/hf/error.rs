@@ -45,6 +45,8 @@ pub enum HfError {
     },
     /// The request body was too large, too slow, or could not be held now.
     Body(crate::body::BodyError),
+    /// `[policy] require_client_token`: no token, or one no client entry knows.
+    Unauthorized(crate::client::Unauthorized),
     /// The engine failed.
     Mirror(MirrorError),
 }
@@ -127,6 +129,15 @@ impl HfError {
                 },
                 format!("airlock: {e}"),
             ),
+            // huggingface_hub turns a 401 on a repo URL into "Repository Not Found … make sure you
+            // are authenticated" unless X-Error-Message is exactly the Hub's own wording for bad
+            // credentials; with it, the client raises a plain 401 error that shows the body's
+            // message (ours), which says what to set.
+            HfError::Unauthorized(why) => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                why.message().to_owned(),
+            ),
             HfError::Mirror(MirrorError::Upstream(m)) => (
                 StatusCode::BAD_GATEWAY,
                 "UpstreamError",
@@ -150,6 +161,10 @@ impl HfError {
         }
     }
 }
+
+/// The Hub's `X-Error-Message` for bad credentials: huggingface_hub checks for this exact text
+/// (`utils/_http.py`, `hf_raise_for_status`) before it would call a 401 "Repository Not Found".
+const HUB_BAD_CREDENTIALS: &str = "Invalid credentials in Authorization header";
 
 fn upstream_said(default: &str, m: &str) -> String {
     if m.is_empty() {
@@ -187,8 +202,24 @@ impl ResponseError for HfError {
             _ => tracing::debug!(%code, %message, "refused"),
         }
         let mut resp = HttpResponse::build(status);
-        resp.insert_header(("X-Error-Code", code))
-            .insert_header(("X-Error-Message", header_safe(&message)));
+        resp.insert_header(("X-Error-Code", code));
+        if let HfError::Unauthorized(_) = self {
+            resp.insert_header(("X-Error-Message", HUB_BAD_CREDENTIALS))
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"airlock\""));
+        } else {
+            resp.insert_header(("X-Error-Message", header_safe(&message)));
+        }
+        match self {
+            HfError::Refused(r) => {
+                resp.extensions_mut()
+                    .insert(crate::request::RefusalClass(r.class()));
+            }
+            HfError::Unauthorized(_) => {
+                resp.extensions_mut()
+                    .insert(crate::request::RefusalClass("client_token"));
+            }
+            _ => {}
+        }
         match self {
             HfError::EntryNotFound { commit, .. } => {
                 resp.insert_header(("X-Repo-Commit", commit.hex()));

@@ -37,6 +37,11 @@ pub struct HfSettings {
     pub tree_page_size: usize,
 }
 
+/// The route pattern of an HF request, for `/metrics` (`unmatched` for what no route parses).
+pub fn pattern(method: &str, path: &str) -> &'static str {
+    route::parse(method, path).map_or("unmatched", |r| r.pattern())
+}
+
 /// Registers the HF routes: every path not claimed by another front door lands here.
 pub fn configure(cfg: &mut web::ServiceConfig, settings: HfSettings) {
     cfg.app_data(web::Data::new(settings))
@@ -52,17 +57,21 @@ async fn dispatch(
     origin: web::Data<crate::origin::Origin>,
 ) -> Result<HttpResponse, HfError> {
     let route = route::parse(req.method().as_str(), req.uri().path())?;
+    if let Route::Health = route {
+        return Ok(HttpResponse::Ok().content_type("text/plain").body("ok\n"));
+    }
+    let caller = crate::client::admit(&req).map_err(HfError::Unauthorized)?;
     match route {
         Route::Health => Ok(HttpResponse::Ok().content_type("text/plain").body("ok\n")),
         Route::XetToken => Err(HfError::NoRoute(
             "xet-read-token: airlock serves files over plain HTTP only".into(),
         )),
         Route::Info { repo, rev } => {
-            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
+            let snap = snapshot(&caller, &mirror, &repo, &rev).await?;
             Ok(HttpResponse::Ok().json(info_json(&snap, query_flag(&req, "blobs"))))
         }
         Route::Tree { repo, rev, path } => {
-            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
+            let snap = snapshot(&caller, &mirror, &repo, &rev).await?;
             let base = origin.base_url(&req);
             tree(
                 &req,
@@ -79,26 +88,23 @@ async fn dispatch(
                 .read(payload, MAX_FORM)
                 .await
                 .map_err(HfError::Body)?;
-            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
+            let snap = snapshot(&caller, &mirror, &repo, &rev).await?;
             paths_info(&snap, &body)
         }
         Route::Resolve { repo, rev, path } => {
-            let snap = snapshot(&req, &mirror, &repo, &rev).await?;
-            resolve(&req, &mirror, &snap, &path).await
+            let snap = snapshot(&caller, &mirror, &repo, &rev).await?;
+            resolve(&req, &caller, &mirror, &snap, &path).await
         }
     }
 }
 
 async fn snapshot(
-    req: &HttpRequest,
+    caller: &mirror::Caller,
     mirror: &Mirror,
     repo: &mirror::HfRepo,
     rev: &mirror::RevisionName,
 ) -> Result<Snapshot, HfError> {
-    match mirror
-        .snapshot(repo, rev, &crate::client::describe(req))
-        .await?
-    {
+    match mirror.snapshot(repo, rev, caller).await? {
         Lookup::Found(s) => Ok(s),
         Lookup::Refused(r) => Err(HfError::Refused(r)),
         Lookup::RepoNotFound(m) => Err(HfError::RepoNotFound(m)),
@@ -246,6 +252,7 @@ fn paths_info(snap: &Snapshot, body: &[u8]) -> Result<HttpResponse, HfError> {
 
 async fn resolve(
     req: &HttpRequest,
+    caller: &mirror::Caller,
     mirror: &Mirror,
     snap: &Snapshot,
     path: &RepoPath,
@@ -290,7 +297,7 @@ async fn resolve(
         .and_then(|v| v.to_str().ok());
     if !head {
         mirror.audit_download(
-            &crate::client::describe(req),
+            caller,
             snap.repo.policy_name(),
             snap.commit.hex(),
             path.to_string(),

@@ -32,6 +32,21 @@ pub enum Route {
     Health,
 }
 
+impl Route {
+    /// The route's pattern, for `/metrics` (a fixed string per kind of request, so the series stay
+    /// few whatever repos and paths are asked for).
+    pub fn pattern(&self) -> &'static str {
+        match self {
+            Route::Info { .. } => "/api/{type}s/{repo}[/revision/{rev}]",
+            Route::Tree { .. } => "/api/{type}s/{repo}/tree/{rev}/{path}",
+            Route::PathsInfo { .. } => "/api/{type}s/{repo}/paths-info/{rev}",
+            Route::XetToken => "/api/{type}s/{repo}/xet-read-token/{rev}",
+            Route::Resolve { .. } => "/{repo}/resolve/{rev}/{path}",
+            Route::Health => "/healthz",
+        }
+    }
+}
+
 const API_ACTIONS: &[&str] = &[
     "revision",
     "tree",

@@ -30,6 +30,14 @@ pub enum OciError {
         /// The blob size.
         size: u64,
     },
+    /// `[policy] require_client_token`: no credentials, or unknown ones.
+    Unauthorized {
+        /// Which.
+        why: crate::client::Unauthorized,
+        /// The token endpoint the challenge names (empty: answer with a basic challenge, as the
+        /// token endpoint itself does).
+        realm: String,
+    },
     /// The engine failed.
     Mirror(MirrorError),
 }
@@ -69,6 +77,11 @@ impl OciError {
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "RANGE_INVALID",
                 format!("range outside the blob's {size} bytes"),
+            ),
+            OciError::Unauthorized { why, .. } => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                why.message().to_owned(),
             ),
             OciError::Mirror(MirrorError::Upstream(m)) => (
                 StatusCode::BAD_GATEWAY,
@@ -114,6 +127,22 @@ impl ResponseError for OciError {
             }
             OciError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            // The challenge makes oras, docker and ollama run the token flow against our own
+            // `/v2/token` with the credentials they were given.
+            OciError::Unauthorized { realm, .. } => {
+                let challenge = if realm.is_empty() {
+                    "Basic realm=\"airlock\"".to_owned()
+                } else {
+                    format!("Bearer realm=\"{realm}\",service=\"airlock\"")
+                };
+                resp.insert_header((header::WWW_AUTHENTICATE, challenge));
+                resp.extensions_mut()
+                    .insert(crate::request::RefusalClass("client_token"));
+            }
+            OciError::Denied(r) => {
+                resp.extensions_mut()
+                    .insert(crate::request::RefusalClass(r.class()));
             }
             _ => {}
         }

@@ -54,6 +54,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: OllamaSettings) {
 
 enum Route {
     Base,
+    /// `/v2/token`: the OCI token flow's endpoint (see [`crate::grant`]).
+    Token,
     Manifest(OllamaName, Reference),
     Blob(OllamaName, Digest),
 }
@@ -66,6 +68,7 @@ fn parse(path: &str) -> Result<Route, OciError> {
     };
     match segs.as_slice() {
         [] => Ok(Route::Base),
+        ["token"] => Ok(Route::Token),
         [ns, m, "manifests", r] => {
             let reference =
                 Reference::parse(r).map_err(|e| OciError::NameInvalid(format!("airlock: {e}")))?;
@@ -84,6 +87,23 @@ fn parse(path: &str) -> Result<Route, OciError> {
     }
 }
 
+/// The route pattern of a registry request, for `/metrics`.
+pub fn pattern(path: &str) -> &'static str {
+    match parse(path) {
+        Ok(Route::Base) => "/v2/",
+        Ok(Route::Token) => "/v2/token",
+        Ok(Route::Manifest(..)) => "/v2/{name}/manifests/{reference}",
+        Ok(Route::Blob(..)) => "/v2/{name}/blobs/{digest}",
+        Err(_) => "unmatched",
+    }
+}
+
+fn query<'a>(req: &'a HttpRequest, key: &str) -> Option<&'a str> {
+    req.query_string()
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
 async fn dispatch(
     req: HttpRequest,
     mirror: web::Data<Arc<Mirror>>,
@@ -94,25 +114,83 @@ async fn dispatch(
     if !head && method != actix_web::http::Method::GET {
         return Err(OciError::Unsupported);
     }
-    match parse(req.uri().path())? {
-        Route::Base => Ok(HttpResponse::Ok()
+    let route = parse(req.uri().path())?;
+    if let Route::Token = route {
+        return token(&req);
+    }
+    // A blob's direct URL may carry the grant its redirect issued (ollama fetches it without
+    // credentials); everything else needs the client's own.
+    let grant = match &route {
+        Route::Blob(_, digest) => query(&req, "grant").map(|g| (g, digest.to_string())),
+        _ => None,
+    };
+    let caller = crate::client::admit_with(
+        &req,
+        grant
+            .as_ref()
+            .map(|(g, d)| (*g, crate::grant::Scope::Blob(d.as_str()))),
+    )
+    .map_err(|why| OciError::Unauthorized {
+        why,
+        realm: token_realm(&req),
+    })?;
+    match route {
+        Route::Base | Route::Token => Ok(HttpResponse::Ok()
             .insert_header(("Docker-Distribution-API-Version", "registry/2.0"))
             .json(serde_json::json!({}))),
-        Route::Manifest(name, reference) => {
-            manifest(&mirror, &name, &reference, &crate::client::describe(&req)).await
-        }
+        Route::Manifest(name, reference) => manifest(&mirror, &name, &reference, &caller).await,
         Route::Blob(name, digest) => {
             let direct = req.query_string().split('&').any(|kv| kv == "direct=1");
-            blob_route(&req, &mirror, &settings, &name, &digest, head, direct).await
+            blob_route(&req, &caller, &mirror, &settings, &name, &digest, head, direct).await
         }
     }
+}
+
+/// Where the token flow's challenge sends clients: this server's `/v2/token`.
+fn token_realm(req: &HttpRequest) -> String {
+    let base = req
+        .app_data::<web::Data<crate::origin::Origin>>()
+        .map(|o| o.base_url(req))
+        .unwrap_or_default();
+    format!("{}/v2/token", base.trim_end_matches('/'))
+}
+
+/// `GET /v2/token`: a client that authenticates (basic auth with its token, as oras and docker
+/// send it to a token realm, or a bearer token) gets a short-lived bearer token naming it; the
+/// client token itself is never echoed.
+fn token(req: &HttpRequest) -> Result<HttpResponse, OciError> {
+    let caller = crate::client::caller(req);
+    let (Some(client), Some(id)) = (
+        caller.client(),
+        req.app_data::<web::Data<crate::client::Identity>>(),
+    ) else {
+        return Err(OciError::Unauthorized {
+            why: if crate::client::token(req).is_some() {
+                crate::client::Unauthorized::Unknown
+            } else {
+                crate::client::Unauthorized::Missing
+            },
+            realm: String::new(),
+        });
+    };
+    let ttl = crate::grant::REGISTRY_TTL;
+    let token = id
+        .grants()
+        .issue(client.name.as_str(), crate::grant::Scope::Registry, ttl);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": ttl.as_secs(),
+        })))
 }
 
 async fn manifest(
     mirror: &Mirror,
     name: &OllamaName,
     reference: &Reference,
-    client: &str,
+    client: &mirror::Caller,
 ) -> Result<HttpResponse, OciError> {
     let doc = match mirror.ollama_manifest(name, reference, client).await? {
         Lookup::Found(doc) => doc,
@@ -133,8 +211,10 @@ async fn manifest(
         .body(bytes))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn blob_route(
     req: &HttpRequest,
+    caller: &mirror::Caller,
     mirror: &Mirror,
     settings: &OllamaSettings,
     name: &OllamaName,
@@ -176,7 +256,7 @@ async fn blob_route(
                 .map_err(|_| OciError::RangeNotSatisfiable { size: info.size })
         }
         // Still arriving: send the client on to the direct URL, which waits for the bytes.
-        FileState::Pending { .. } => return Ok(redirect(req, settings, name, digest)),
+        FileState::Pending { .. } => return Ok(redirect(req, caller, settings, name, digest)),
     };
     let range = req
         .headers()
@@ -190,7 +270,7 @@ async fn blob_route(
         };
         if !head {
             mirror.audit_download(
-                &crate::client::describe(req),
+                caller,
                 name.to_string(),
                 info.manifest.to_string(),
                 digest.to_string(),
@@ -201,22 +281,37 @@ async fn blob_route(
         return blob::respond(resp, range, rec.size, file)
             .map_err(|_| OciError::RangeNotSatisfiable { size: rec.size });
     }
-    Ok(redirect(req, settings, name, digest))
+    Ok(redirect(req, caller, settings, name, digest))
 }
 
 /// The blob answer ollama accepts: a 307 to a different hostname (which oras and curl follow), or,
 /// when no other hostname is known, a 200 with `Location` and an empty body.
 fn redirect(
     req: &HttpRequest,
+    caller: &mirror::Caller,
     settings: &OllamaSettings,
     name: &OllamaName,
     digest: &Digest,
 ) -> HttpResponse {
-    let path = format!(
+    let mut path = format!(
         "/v2/{}/{}/blobs/{digest}?direct=1",
         name.namespace(),
         name.model()
     );
+    // ollama fetches the direct URL without credentials: a known client's redirect carries a
+    // grant for this one blob, so the download is audited under its name (and passes a
+    // required-token rule).
+    let id = req.app_data::<web::Data<crate::client::Identity>>();
+    if let (Some(client), Some(id)) = (caller.client(), id) {
+        let digest_text = digest.to_string();
+        let grant = id.grants().issue(
+            client.name.as_str(),
+            crate::grant::Scope::Blob(&digest_text),
+            crate::grant::BLOB_TTL,
+        );
+        path.push_str("&grant=");
+        path.push_str(&grant);
+    }
     let target = match &settings.blob_url {
         Some(base) => Some(format!("{}{path}", base.trim_end_matches('/'))),
         // The local listener speaks plain HTTP: that is the scheme of an address it names.

@@ -129,10 +129,12 @@ impl HfError {
                 },
                 format!("airlock: {e}"),
             ),
-            // huggingface_hub turns a 401 on a repo URL into "Repository Not Found … make sure you
-            // are authenticated" unless X-Error-Message is exactly the Hub's own wording for bad
-            // credentials; with it, the client raises a plain 401 error that shows the body's
-            // message (ours), which says what to set.
+            // huggingface_hub (`hf_raise_for_status`) appends X-Error-Message to whatever it
+            // raises: over http a plain 401 error, over https a RepositoryNotFoundError ("make
+            // sure you are authenticated"). The header, not the body, is what a HEAD (every
+            // hf_hub_download starts with one) can show, so the reason goes there. (The Hub's own
+            // "Invalid credentials in Authorization header" would avoid the RepositoryNotFound
+            // wording but hide our reason on HEADs.)
             HfError::Unauthorized(why) => (
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
@@ -161,10 +163,6 @@ impl HfError {
         }
     }
 }
-
-/// The Hub's `X-Error-Message` for bad credentials: huggingface_hub checks for this exact text
-/// (`utils/_http.py`, `hf_raise_for_status`) before it would call a 401 "Repository Not Found".
-const HUB_BAD_CREDENTIALS: &str = "Invalid credentials in Authorization header";
 
 fn upstream_said(default: &str, m: &str) -> String {
     if m.is_empty() {
@@ -202,12 +200,10 @@ impl ResponseError for HfError {
             _ => tracing::debug!(%code, %message, "refused"),
         }
         let mut resp = HttpResponse::build(status);
-        resp.insert_header(("X-Error-Code", code));
+        resp.insert_header(("X-Error-Code", code))
+            .insert_header(("X-Error-Message", header_safe(&message)));
         if let HfError::Unauthorized(_) = self {
-            resp.insert_header(("X-Error-Message", HUB_BAD_CREDENTIALS))
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"airlock\""));
-        } else {
-            resp.insert_header(("X-Error-Message", header_safe(&message)));
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"airlock\""));
         }
         match self {
             HfError::Refused(r) => {

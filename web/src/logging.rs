@@ -9,7 +9,12 @@ const DEFAULT: &str = "info,actix_server=warn";
 
 /// Installs the subscriber; `cfg` is the server's `[log]` (none for the CLI subcommands).
 pub fn init(cfg: Option<&LogConfig>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // An empty RUST_LOG counts as unset (it would otherwise silence everything but errors).
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok());
+    let filter = from_env.ok_or(()).unwrap_or_else(|()| {
         let level = cfg.and_then(|c| c.level.as_deref()).unwrap_or(DEFAULT);
         tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
             eprintln!("airlock: [log] level {level:?} is not a valid filter ({e}); using {DEFAULT}");

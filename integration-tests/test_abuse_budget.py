@@ -1,7 +1,9 @@
 """Unbounded anonymous work (issue 12): one client asking for thousands of distinct unapproved names makes
 Airlock record at most its review-request budget, write a bounded number of audit lines, and ask the
-upstream nothing; another client still has its own budget."""
+upstream nothing; another client still has its own budget. Clients are told apart by name ([[clients]]
+tokens, issue 11), anonymous ones by address: an invented token buys no fresh budget."""
 
+import hashlib
 import json
 
 from conftest import default_policy, request, start_airlock, error_text
@@ -20,8 +22,10 @@ def events(a, kind):
 
 
 def test_one_client_flooding_distinct_names_stays_within_its_budget(fake_hub, tmp_path):
+    named = hashlib.sha256(b"another-client").hexdigest()
     policy = default_policy(fake_hub) + (
-        f"\n[governance]\nprefetch_requests = false\nrequests_per_client_hour = {BUDGET}\n")
+        f"\n[governance]\nprefetch_requests = false\nrequests_per_client_hour = {BUDGET}\n"
+        f'[[clients]]\nname = "another"\ntoken_sha256 = "{named}"\n')
     a = start_airlock(tmp_path / "a", fake_hub, policy=policy)
     fake_hub.reset()
     try:
@@ -32,7 +36,11 @@ def test_one_client_flooding_distinct_names_stays_within_its_budget(fake_hub, tm
             texts.append(error_text(h, body))
         assert sum("req-" in t for t in texts) == BUDGET, "each new name within the budget is a request"
         assert "ask your model-governance team" in texts[-1], texts[-1]
-        # Another client (its own token) has its own budget.
+        # An invented token is the same anonymous client: no fresh budget ...
+        st, h, body = request(a, "GET", "/api/models/floodorg/invented/revision/main",
+                              {"Authorization": "Bearer invented-token"})
+        assert "req-" not in error_text(h, body), error_text(h, body)
+        # ... while another client (a configured token) has its own budget.
         st, h, body = request(a, "GET", "/api/models/floodorg/other/revision/main",
                               {"Authorization": "Bearer another-client"})
         assert "req-" in error_text(h, body), error_text(h, body)

@@ -78,6 +78,15 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
                                                      or pgp_keys (+ signature, manifest)
   [scan]
   allow_globals = [\"mypkg.models.Config\"]          own pickle classes to admit (audited)
+  [[clients]]
+  name = \"ci-bot\"                                   audited under this name (requests, downloads)
+  token_sha256 = \"<64 hex>\"                          sha256 of the token the client sends
+  roles = [\"admin\"]                                  optional: reviewer, admin
+  [log]
+  format = \"json\"                                   or \"text\"; request ids on every line
+  level = \"info\"                                    a tracing filter (RUST_LOG wins)
+  [metrics]
+  token_file = \"/run/secrets/airlock-metrics\"      bearer token /metrics requires (or token)
 
 Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
@@ -89,6 +98,7 @@ Environment overrides (higher precedence than the file; flags are higher still):
 
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).
+Operations: GET /healthz (alive), /readyz (503 naming the failing check), /metrics (Prometheus).
 Logs go to stderr; RUST_LOG=debug for more.";
 
 /// Runs the server until interrupted.

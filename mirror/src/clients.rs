@@ -275,7 +275,10 @@ mod tests {
             Caller::named(c.authenticate("t1").unwrap(), "10.0.0.8").budget_key()
         );
         let anon = Caller::anonymous("10.0.0.9");
-        assert_eq!((anon.to_string().as_str(), anon.client()), ("10.0.0.9", None));
+        assert_eq!(
+            (anon.to_string().as_str(), anon.client()),
+            ("10.0.0.9", None)
+        );
         let unknown = Caller::unknown("guess", "10.0.0.9");
         assert!(unknown.to_string().starts_with("10.0.0.9 token:"));
         assert!(!unknown.to_string().contains("guess"));
@@ -294,7 +297,11 @@ mod tests {
         raw.token_sha256 = "t".into();
         assert!(Clients::from_entries(&[raw]).is_err());
         assert!(Clients::from_entries(&[entry("has space", "t", vec![])]).is_err());
-        assert!(Clients::from_entries(&[entry("a", "t", vec![]), entry("a", "u", vec![])]).is_err());
-        assert!(Clients::from_entries(&[entry("a", "t", vec![]), entry("b", "t", vec![])]).is_err());
+        assert!(
+            Clients::from_entries(&[entry("a", "t", vec![]), entry("a", "u", vec![])]).is_err()
+        );
+        assert!(
+            Clients::from_entries(&[entry("a", "t", vec![]), entry("b", "t", vec![])]).is_err()
+        );
     }
 }

@@ -116,14 +116,11 @@ fn resolve_with(req: &HttpRequest, extra: Option<(&str, Scope<'_>)>) -> Caller {
     }
     match token(req) {
         None => Caller::anonymous(addr),
-        Some(t) => match id
-            .clients
-            .authenticate(&t)
-            .or_else(|| {
-                id.grants
-                    .check(&t, Scope::Registry)
-                    .and_then(|name| id.clients.named(&name))
-            }) {
+        Some(t) => match id.clients.authenticate(&t).or_else(|| {
+            id.grants
+                .check(&t, Scope::Registry)
+                .and_then(|name| id.clients.named(&name))
+        }) {
             Some(client) => Caller::named(client, addr),
             None => Caller::unknown(&t, addr),
         },
@@ -143,7 +140,10 @@ pub fn admit(req: &HttpRequest) -> Result<Caller, Unauthorized> {
 }
 
 /// [`admit`], also accepting `grant` (a credential Airlock issued) for `scope`.
-pub fn admit_with(req: &HttpRequest, grant: Option<(&str, Scope<'_>)>) -> Result<Caller, Unauthorized> {
+pub fn admit_with(
+    req: &HttpRequest,
+    grant: Option<(&str, Scope<'_>)>,
+) -> Result<Caller, Unauthorized> {
     let caller = resolve_with(req, grant);
     let required = identity(req).is_some_and(|id| id.require_token);
     if !required || caller.client().is_some() {
@@ -170,12 +170,21 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn basic(s: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
     }
 
     #[test]
     fn tokens_from_bearer_and_basic() {
-        let t = |v: &str| token(&TestRequest::default().insert_header((header::AUTHORIZATION, v)).to_http_request());
+        let t = |v: &str| {
+            token(
+                &TestRequest::default()
+                    .insert_header((header::AUTHORIZATION, v))
+                    .to_http_request(),
+            )
+        };
         assert_eq!(t("Bearer abc").as_deref(), Some("abc"));
         assert_eq!(t("bearer  abc ").as_deref(), Some("abc"));
         assert_eq!(t(&basic("user:tok")).as_deref(), Some("tok"));

@@ -107,12 +107,25 @@ mod tests {
         assert_eq!(g.check(&t, Scope::Registry).as_deref(), Some("ci.bot"));
         assert_eq!(g.check(&t, Scope::Blob("sha256:00")), None);
         let b = g.issue("ci.bot", Scope::Blob("sha256:aa"), BLOB_TTL);
-        assert_eq!(g.check(&b, Scope::Blob("sha256:aa")).as_deref(), Some("ci.bot"));
+        assert_eq!(
+            g.check(&b, Scope::Blob("sha256:aa")).as_deref(),
+            Some("ci.bot")
+        );
         assert_eq!(g.check(&b, Scope::Blob("sha256:bb")), None);
-        assert_eq!(g.check(&t.replace("ci.bot", "ci.bou"), Scope::Registry), None);
-        assert_eq!(Grants::new().check(&t, Scope::Registry), None, "another key");
+        assert_eq!(
+            g.check(&t.replace("ci.bot", "ci.bou"), Scope::Registry),
+            None
+        );
+        assert_eq!(
+            Grants::new().check(&t, Scope::Registry),
+            None,
+            "another key"
+        );
         let expired = g.issue("x", Scope::Registry, Duration::ZERO);
-        let old = expired.replace(&format!(".{}.", now_secs()), &format!(".{}.", now_secs() - 10));
+        let old = expired.replace(
+            &format!(".{}.", now_secs()),
+            &format!(".{}.", now_secs() - 10),
+        );
         assert_eq!(g.check(&old, Scope::Registry), None);
         assert_eq!(g.check("alk1.", Scope::Registry), None);
         assert_eq!(g.check("garbage", Scope::Registry), None);

@@ -17,7 +17,9 @@ pub fn init(cfg: Option<&LogConfig>) {
     let filter = from_env.ok_or(()).unwrap_or_else(|()| {
         let level = cfg.and_then(|c| c.level.as_deref()).unwrap_or(DEFAULT);
         tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
-            eprintln!("airlock: [log] level {level:?} is not a valid filter ({e}); using {DEFAULT}");
+            eprintln!(
+                "airlock: [log] level {level:?} is not a valid filter ({e}); using {DEFAULT}"
+            );
             DEFAULT.into()
         })
     });

@@ -193,7 +193,13 @@ mod tests {
             classify("HEAD", "/acme/tiny/resolve/main/config.json"),
             ("hf", "/{repo}/resolve/{rev}/{path}")
         );
-        assert_eq!(classify("GET", "/no/such/thing/at/all"), ("hf", "unmatched"));
-        assert_eq!(classify("GET", "/admin/requests/req-1"), ("admin", "/admin/*"));
+        assert_eq!(
+            classify("GET", "/no/such/thing/at/all"),
+            ("hf", "unmatched")
+        );
+        assert_eq!(
+            classify("GET", "/admin/requests/req-1"),
+            ("admin", "/admin/*")
+        );
     }
 }

@@ -384,7 +384,10 @@ impl Governance {
     /// Whether the audit log can take entries: the last append did not fail, and the file still
     /// opens for appending (which a read-only or vanished data directory refuses). Blocking.
     pub fn check_audit(&self) -> Result<(), String> {
-        if self.append_failing.load(std::sync::atomic::Ordering::Relaxed) {
+        if self
+            .append_failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Err("the last audit log append failed (see the server log)".into());
         }
         let path = self.audit.path();
@@ -392,7 +395,12 @@ impl Governance {
             .append(true)
             .open(path)
             .map(drop)
-            .map_err(|e| format!("audit log {} does not open for appending: {e}", path.display()))
+            .map_err(|e| {
+                format!(
+                    "audit log {} does not open for appending: {e}",
+                    path.display()
+                )
+            })
     }
 
     /// What anonymous clients may still make the mirror do (review requests, prefetches).

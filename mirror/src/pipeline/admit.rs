@@ -61,7 +61,9 @@ impl Mirror {
                     // once a minute per client, not once per name it floods us with.
                     if let Refusal::NotApproved { request: None, .. } = &refusal {
                         let now = std::time::Instant::now();
-                        if let Some(skipped) = self.gov.budget().note_refused(&client.budget_key(), now) {
+                        if let Some(skipped) =
+                            self.gov.budget().note_refused(&client.budget_key(), now)
+                        {
                             let (gov, event) = (
                                 self.gov.clone(),
                                 AuditEvent::Refusal {
@@ -89,7 +91,13 @@ impl Mirror {
     }
 
     /// Records a refusal in the audit log.
-    pub(crate) fn audit_refusal(&self, client: &crate::Caller, name: &str, asked: &str, refusal: &Refusal) {
+    pub(crate) fn audit_refusal(
+        &self,
+        client: &crate::Caller,
+        name: &str,
+        asked: &str,
+        refusal: &Refusal,
+    ) {
         let (gov, event) = (
             self.gov.clone(),
             AuditEvent::Refusal {

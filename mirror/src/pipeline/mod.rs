@@ -291,7 +291,8 @@ impl Mirror {
             digest,
             approval,
         };
-        self.rt.spawn_blocking(move || gov.audit_download(&who, event));
+        self.rt
+            .spawn_blocking(move || gov.audit_download(&who, event));
     }
 
     /// Writes what is pending in the audit log (open download windows' counts). Blocking; call
@@ -349,8 +350,7 @@ impl Mirror {
     /// `# EOF`. Cheap (no disk work): the store size is a running count.
     pub fn encode_metrics(&self, out: &mut String) {
         let waiting = self.files.waiting() + self.blob_flights.waiting();
-        self.metrics
-            .encode(out, self.store.blob_bytes(), waiting);
+        self.metrics.encode(out, self.store.blob_bytes(), waiting);
     }
 
     /// The readiness checks, each with its outcome: `store` (quarantine takes a file), `audit`

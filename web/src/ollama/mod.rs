@@ -99,9 +99,11 @@ pub fn pattern(path: &str) -> &'static str {
 }
 
 fn query<'a>(req: &'a HttpRequest, key: &str) -> Option<&'a str> {
-    req.query_string()
-        .split('&')
-        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+    req.query_string().split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    })
 }
 
 async fn dispatch(
@@ -141,7 +143,10 @@ async fn dispatch(
         Route::Manifest(name, reference) => manifest(&mirror, &name, &reference, &caller).await,
         Route::Blob(name, digest) => {
             let direct = req.query_string().split('&').any(|kv| kv == "direct=1");
-            blob_route(&req, &caller, &mirror, &settings, &name, &digest, head, direct).await
+            blob_route(
+                &req, &caller, &mirror, &settings, &name, &digest, head, direct,
+            )
+            .await
         }
     }
 }

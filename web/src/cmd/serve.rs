@@ -129,6 +129,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tree_page_size: cfg.huggingface.tree_page_size,
     };
     let budget = crate::body::BodyBudget::new(crate::body::PROTOCOL_BUDGET);
+    let ui = web::Data::new(crate::ui::Ui::new(&cfg)?);
     let origin =
         crate::origin::Origin::new(cfg.governance.public_url.as_deref(), &cfg.trusted_proxies);
     let result = actix_web::rt::System::new().block_on(async move {
@@ -139,6 +140,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .app_data(web::Data::new(budget.clone()))
                 .app_data(web::Data::new(origin.clone()))
                 .configure(crate::admin::configure)
+                .configure(|c| crate::ui::configure(c, ui.clone()))
                 .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))
         })

@@ -210,6 +210,10 @@ def test_login_refuses_a_wrong_token_and_a_token_without_a_role(ui):
     assert st == 303
     st, body = post_form(ui.airlock, f"/ui/requests/{ui.requests['uiacme/evil']}/deny", {"reason": "x"}, None)
     assert st == 401, (st, body)
+    # The right token without the login form's CSRF token (a login forged by another site) is refused too.
+    st, h, _ = request(ui.airlock, "POST", "/ui/login", headers={"Content-Type": "application/x-www-form-urlencoded"},
+                       body=urllib.parse.urlencode({"token": REVIEWER_TOKEN}).encode())
+    assert st == 403 and not any("airlock_ui=" in c for c in h.get_all("Set-Cookie") or []), st
 
 
 def test_reviewer_sees_the_malicious_finding_and_the_queue(ui):

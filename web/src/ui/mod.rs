@@ -337,6 +337,7 @@ impl HasCsrf for RecordForm {
 struct LoginPage {
     error: Option<String>,
     next: String,
+    csrf: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -360,12 +361,42 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-async fn login_page(q: web::Query<LoginQuery>) -> Result<HttpResponse, UiError> {
+/// The login page with a fresh login CSRF token in the form and in a cookie.
+fn login_form(
+    req: &HttpRequest,
+    ui: &Ui,
+    status: StatusCode,
+    error: Option<String>,
+    next: String,
+) -> Result<HttpResponse, UiError> {
+    let csrf = session::random_hex().map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a CSRF token");
+        internal()
+    })?;
     let page = LoginPage {
-        error: None,
-        next: safe_next(q.next.as_deref()),
+        error,
+        next,
+        csrf: csrf.clone(),
     };
-    Ok(html(StatusCode::OK, page.render()?))
+    let mut resp = html(status, page.render()?);
+    if let Ok(v) = HeaderValue::from_str(&session::login_cookie(&csrf, ui.secure(req))) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn login_page(
+    req: HttpRequest,
+    ui: U,
+    q: web::Query<LoginQuery>,
+) -> Result<HttpResponse, UiError> {
+    login_form(
+        &req,
+        &ui,
+        StatusCode::OK,
+        None,
+        safe_next(q.next.as_deref()),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -373,6 +404,7 @@ struct LoginForm {
     #[serde(default)]
     token: String,
     next: Option<String>,
+    csrf: Option<String>,
 }
 
 async fn login(
@@ -386,15 +418,35 @@ async fn login(
     let form: LoginForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| UiError(StatusCode::BAD_REQUEST, format!("bad form: {e}")))?;
     let next = safe_next(form.next.as_deref());
+    // Login CSRF (another site logging the reviewer in as someone else): the form's token must
+    // equal the SameSite=Strict cookie set with the form.
+    let cookie = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| session::named_cookie(c, session::LOGIN_COOKIE))
+        .unwrap_or("");
+    let given = form.csrf.as_deref().unwrap_or("");
+    if cookie.is_empty() || !crate::admin::same(given.as_bytes(), cookie.as_bytes()) {
+        return login_form(
+            &req,
+            &ui,
+            StatusCode::FORBIDDEN,
+            Some("missing or wrong CSRF token: the login form expired, try again".into()),
+            next,
+        );
+    }
     let Some(who) = ui.login(&m, form.token.trim()) else {
         ui.failed.record(&m, &req);
-        let page = LoginPage {
-            error: Some(
+        return login_form(
+            &req,
+            &ui,
+            StatusCode::UNAUTHORIZED,
+            Some(
                 "wrong token, or the token carries neither the reviewer nor the admin role".into(),
             ),
             next,
-        };
-        return Ok(html(StatusCode::UNAUTHORIZED, page.render()?));
+        );
     };
     let (id, _) = ui.sessions.create(&who, Instant::now()).map_err(|e| {
         tracing::error!(error = %e, "no randomness for a session id");

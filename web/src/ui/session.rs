@@ -35,8 +35,11 @@ pub struct Sessions {
     table: Mutex<HashMap<String, Session>>,
 }
 
+/// The cookie of the login form's CSRF token (before there is a session to hold one).
+pub const LOGIN_COOKIE: &str = "airlock_ui_login";
+
 /// 32 random bytes as 64 hex digits.
-fn random_hex() -> Result<String, getrandom::Error> {
+pub fn random_hex() -> Result<String, getrandom::Error> {
     let mut b = [0u8; 32];
     getrandom::getrandom(&mut b)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
@@ -113,12 +116,26 @@ pub fn clear_cookie(secure: bool) -> String {
     )
 }
 
+/// The `Set-Cookie` value of the login form's CSRF token: the form carries the same value, and a
+/// `SameSite=Strict` cookie is not sent with another site's post, so a forged login is refused.
+pub fn login_cookie(token: &str, secure: bool) -> String {
+    format!(
+        "{LOGIN_COOKIE}={token}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
 /// The session id in a `Cookie` header, if any.
 pub fn cookie_value(header: &str) -> Option<&str> {
+    named_cookie(header, COOKIE)
+}
+
+/// A 64-hex-digit cookie `name` in a `Cookie` header.
+pub fn named_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header
         .split(';')
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }

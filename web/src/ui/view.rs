@@ -102,12 +102,20 @@ fn severity_of(reason: &str) -> String {
         .to_owned()
 }
 
-fn newest_by_name(mirror: &Mirror, source: Source, name: &str) -> Option<std::sync::Arc<Approval>> {
+/// The newest approval of `name` other than `except` (the approval that closed the request is not
+/// "the previously approved version" of it).
+fn newest_by_name(
+    mirror: &Mirror,
+    source: Source,
+    name: &str,
+    except: Option<&str>,
+) -> Option<std::sync::Arc<Approval>> {
     mirror
         .governance()
         .approvals()
         .into_iter()
         .filter(|a| a.record.source == source && a.record.name.eq_ignore_ascii_case(name))
+        .filter(|a| except != Some(a.id.as_str()))
         .max_by_key(|a| a.record.approved_at)
 }
 
@@ -195,59 +203,60 @@ pub fn request(mirror: &Mirror, id: &str) -> Result<Option<RequestView>, mirror:
         },
         Source::Ollama => "Ollama manifests are pinned by digest; no signature rule applies".into(),
     };
-    let previous = newest_by_name(mirror, rec.source, &rec.name).map(|a| {
-        let before: HashMap<&str, &signing::PinnedFile> = a
-            .record
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f))
-            .collect();
-        let mut rows = Vec::new();
-        if let Some(p) = &rec.report {
-            let now: HashMap<&str, &mirror::governance::PreparedFile> =
-                p.files.iter().map(|f| (f.path.as_str(), f)).collect();
-            for f in &p.files {
-                rows.push(match before.get(f.path.as_str()) {
-                    None => DiffRow {
-                        path: f.path.clone(),
-                        change: "added",
-                        before: String::new(),
-                        after: f.sha256.to_string(),
-                    },
-                    Some(b) if b.sha256 == f.sha256 => DiffRow {
-                        path: f.path.clone(),
-                        change: "same",
-                        before: b.sha256.to_string(),
-                        after: f.sha256.to_string(),
-                    },
-                    Some(b) => DiffRow {
-                        path: f.path.clone(),
-                        change: "changed",
-                        before: b.sha256.to_string(),
-                        after: f.sha256.to_string(),
-                    },
-                });
-            }
-            for b in &a.record.files {
-                if !now.contains_key(b.path.as_str()) {
-                    rows.push(DiffRow {
-                        path: b.path.clone(),
-                        change: "removed",
-                        before: b.sha256.to_string(),
-                        after: String::new(),
+    let previous =
+        newest_by_name(mirror, rec.source, &rec.name, rec.approval.as_deref()).map(|a| {
+            let before: HashMap<&str, &signing::PinnedFile> = a
+                .record
+                .files
+                .iter()
+                .map(|f| (f.path.as_str(), f))
+                .collect();
+            let mut rows = Vec::new();
+            if let Some(p) = &rec.report {
+                let now: HashMap<&str, &mirror::governance::PreparedFile> =
+                    p.files.iter().map(|f| (f.path.as_str(), f)).collect();
+                for f in &p.files {
+                    rows.push(match before.get(f.path.as_str()) {
+                        None => DiffRow {
+                            path: f.path.clone(),
+                            change: "added",
+                            before: String::new(),
+                            after: f.sha256.to_string(),
+                        },
+                        Some(b) if b.sha256 == f.sha256 => DiffRow {
+                            path: f.path.clone(),
+                            change: "same",
+                            before: b.sha256.to_string(),
+                            after: f.sha256.to_string(),
+                        },
+                        Some(b) => DiffRow {
+                            path: f.path.clone(),
+                            change: "changed",
+                            before: b.sha256.to_string(),
+                            after: f.sha256.to_string(),
+                        },
                     });
                 }
+                for b in &a.record.files {
+                    if !now.contains_key(b.path.as_str()) {
+                        rows.push(DiffRow {
+                            path: b.path.clone(),
+                            change: "removed",
+                            before: b.sha256.to_string(),
+                            after: String::new(),
+                        });
+                    }
+                }
+                rows.sort_by(|x, y| x.path.cmp(&y.path));
             }
-            rows.sort_by(|x, y| x.path.cmp(&y.path));
-        }
-        Previous {
-            id: a.id.to_string(),
-            revision: a.record.revision.clone(),
-            approved_at: a.record.approved_at.to_string(),
-            status: status_of(&a),
-            rows,
-        }
-    });
+            Previous {
+                id: a.id.to_string(),
+                revision: a.record.revision.clone(),
+                approved_at: a.record.approved_at.to_string(),
+                status: status_of(&a),
+                rows,
+            }
+        });
     Ok(Some(RequestView {
         source: source_str(rec.source),
         clients: rec.clients.iter().rev().cloned().collect(),

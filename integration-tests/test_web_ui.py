@@ -342,6 +342,33 @@ def test_approve_in_browser_download_revoke(ui, fake_hub, tmp_path):
     shot(d, "12-audit-log-verified")
 
 
+def test_new_version_is_compared_with_the_previous_approval_and_approved(ui, fake_hub, tmp_path):
+    """A new upstream commit of an approved repo: the reviewer fetches it for review from the UI, sees which files
+    changed against the previous approval, signs it in the browser, and huggingface_hub gets the new bytes."""
+    d = ui.driver
+    new_weights = model_bytes(8192 + 9, "ui-clean-v2")
+    # Asked by commit: the mirror may still hold `main` resolved to the old commit (refs are cached).
+    v2 = fake_hub.commit("uiacme/clean", {"model.safetensors": new_weights, "tokenizer.json": "{\"v\": 2}\n"})
+    d.get(f"{ui.airlock.url}/ui/approvals")
+    d.find_element(By.ID, "version-name-input").send_keys("uiacme/clean")
+    d.find_element(By.ID, "version-revision").send_keys(v2)
+    click_and_wait(d, "review")
+    click_and_wait(d, "prepare")
+    assert "/ui/version?" in d.current_url, d.current_url
+    changes = {row.find_element(By.CSS_SELECTOR, "td code").text: row.find_elements(By.TAG_NAME, "td")[1].text
+               for row in d.find_elements(By.CSS_SELECTOR, "#diff tr[class^=diff-]")}
+    assert changes == {"README.md": "same", "config.json": "same", "model.safetensors": "changed",
+                       "tokenizer.json": "added"}, changes
+    shot(d, "10a-new-version-diff-against-previous-approval")
+    d.find_element(By.ID, "reason").send_keys("v2 evaluated")
+    d.find_element(By.ID, "keyfile").send_keys(str(ui.key))
+    click_and_wait(d, "sign-approve")
+    assert APPR_ID.search(d.current_url) and text(d, "#approval-status") == "in force", d.current_url
+    got = expect_ok(hf_call(ui.airlock, tmp_path / "h", {"op": "download", "repo": "uiacme/clean", "revision": v2,
+                                                         "filename": "model.safetensors"}), ui.airlock)
+    assert got["sha256"] == sha256(new_weights)
+
+
 def test_logout_ends_the_session(ui):
     d = ui.driver
     d.get(f"{ui.airlock.url}/ui/requests")

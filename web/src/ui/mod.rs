@@ -42,6 +42,7 @@ const UI_BUDGET: usize = 2 * MAX_FORM;
 pub struct Ui {
     clients: Clients,
     sessions: Sessions,
+    prepared: PreparedVersions,
     failed: crate::admin::FailedLogins,
     https_public_url: bool,
 }
@@ -53,6 +54,7 @@ impl Ui {
         Ok(Ui {
             clients: Clients::from_entries(&cfg.clients)?,
             sessions: Sessions::default(),
+            prepared: PreparedVersions::default(),
             failed: crate::admin::FailedLogins::default(),
             https_public_url: cfg
                 .governance
@@ -93,6 +95,58 @@ impl Ui {
         let id = session::cookie_value(cookie)?;
         let s = self.sessions.get(id, Instant::now())?;
         Some((id.to_owned(), s))
+    }
+}
+
+/// How long a version prepared from the UI stays reviewable at its link.
+const PREPARED_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Most prepared versions kept (each holds its file list); past it the oldest goes.
+const PREPARED_MAX: usize = 64;
+
+type VersionKey = (signing::Source, String, String);
+
+/// Versions a reviewer had fetched and scanned from the UI (`POST /ui/version`), so that the review
+/// page (`GET /ui/version?…`) is a link. Bounded and expiring; the bytes themselves are in the store.
+#[derive(Default)]
+struct PreparedVersions {
+    table: std::sync::Mutex<
+        std::collections::HashMap<
+            VersionKey,
+            (Instant, signing::Timestamp, mirror::governance::Prepared),
+        >,
+    >,
+}
+
+impl PreparedVersions {
+    fn get(
+        &self,
+        key: &VersionKey,
+        now: Instant,
+    ) -> Option<(signing::Timestamp, mirror::governance::Prepared)> {
+        let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.get(key)
+            .filter(|(at, _, _)| now.duration_since(*at) < PREPARED_TTL)
+            .map(|(_, when, p)| (*when, p.clone()))
+    }
+
+    fn put(&self, key: VersionKey, p: mirror::governance::Prepared, now: Instant) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.retain(|_, (at, _, _)| now.duration_since(*at) < PREPARED_TTL);
+        while t.len() >= PREPARED_MAX {
+            let Some(oldest) = t
+                .iter()
+                .min_by_key(|(_, (at, _, _))| *at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            t.remove(&oldest);
+        }
+        let when = signing::Timestamp::from_system_time(std::time::SystemTime::now())
+            .or_else(|_| signing::Timestamp::from_unix(0));
+        if let Ok(when) = when {
+            t.insert(key, (now, when, p));
+        }
     }
 }
 
@@ -229,6 +283,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, ui: web::Data<Ui>) {
             .route("/approvals", web::get().to(approvals))
             .route("/approvals", web::post().to(approve))
             .route("/approvals/{id}", web::get().to(approval))
+            .route("/version", web::get().to(version))
+            .route("/version", web::post().to(prepare_version))
             .route("/revocations", web::get().to(revocations))
             .route("/revocations", web::post().to(revoke))
             .route("/refusals", web::get().to(refusals))
@@ -571,6 +627,8 @@ async fn requests(req: HttpRequest, m: M, ui: U) -> Result<HttpResponse, UiError
 struct RequestPage {
     who: String,
     csrf: String,
+    /// A stored review request (false: a version a reviewer prepared from the UI).
+    request: bool,
     v: view::RequestView,
     status: String,
     cli: String,
@@ -641,6 +699,7 @@ async fn request(
         sh(&s.who),
     );
     let page = RequestPage {
+        request: true,
         status: status_word(&v.rec.status),
         who: s.who,
         csrf: s.csrf,
@@ -834,6 +893,159 @@ async fn revoke(
         web::block(move || mirror.governance().add_revocation(form.record.as_bytes())).await??;
     tracing::info!(who = %s.who, approval = %id, "revocation sent through the web UI");
     Ok(see_other(&format!("/ui/approvals/{id}")))
+}
+
+#[derive(serde::Deserialize)]
+struct VersionQuery {
+    source: signing::Source,
+    name: String,
+    #[serde(default)]
+    revision: String,
+}
+
+#[derive(serde::Deserialize)]
+struct VersionForm {
+    csrf: Option<String>,
+    source: signing::Source,
+    name: String,
+    #[serde(default)]
+    revision: String,
+}
+
+impl HasCsrf for VersionForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+/// The version asked for, bounded (the upstream clients validate the name itself).
+fn version_key(source: signing::Source, name: &str, revision: &str) -> Result<VersionKey, UiError> {
+    let name = name.trim();
+    let revision = match revision.trim() {
+        "" => match source {
+            signing::Source::Hf => "main",
+            signing::Source::Ollama => "latest",
+        },
+        r => r,
+    };
+    if name.is_empty() || name.len() > 300 || revision.len() > 255 {
+        return Err(UiError(
+            StatusCode::BAD_REQUEST,
+            "give a name (at most 300 characters) and a revision".into(),
+        ));
+    }
+    Ok((source, name.to_owned(), revision.to_owned()))
+}
+
+fn version_url(key: &VersionKey) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    format!(
+        "/ui/version?source={}&name={}&revision={}",
+        view::source_str(key.0),
+        enc(&key.1),
+        enc(&key.2)
+    )
+}
+
+#[derive(Template)]
+#[template(path = "ui/prepare.html")]
+struct PreparePage {
+    who: String,
+    csrf: String,
+    source: &'static str,
+    name: String,
+    revision: String,
+}
+
+/// A version under review: its report, the diff against the previous approval and the signing
+/// form once prepared; else the button that prepares it.
+async fn version(
+    req: HttpRequest,
+    m: M,
+    ui: U,
+    q: web::Query<VersionQuery>,
+) -> Result<HttpResponse, UiError> {
+    let s = match page_session(&req, &ui) {
+        Ok(s) => s,
+        Err(r) => return Ok(*r),
+    };
+    let key = version_key(q.source, &q.name, &q.revision)?;
+    let Some((when, prepared)) = ui.prepared.get(&key, Instant::now()) else {
+        let page = PreparePage {
+            who: s.who,
+            csrf: s.csrf,
+            source: view::source_str(key.0),
+            name: key.1,
+            revision: key.2,
+        };
+        return Ok(html(StatusCode::OK, page.render()?));
+    };
+    let rec = mirror::governance::RequestRecord {
+        id: String::new(),
+        source: key.0,
+        name: key.1.clone(),
+        revision: key.2.clone(),
+        clients: Vec::new(),
+        first_seen: when,
+        last_seen: when,
+        count: 0,
+        status: mirror::governance::RequestStatus::Pending,
+        reason: None,
+        by: None,
+        approval: None,
+        report: Some(prepared),
+        report_error: None,
+    };
+    let mirror = (**m).clone();
+    let v = web::block(move || view::from_record(&mirror, rec)).await?;
+    let cli = format!(
+        "airlock approve {} {}{} --key governance.key --by {} --reason '…' --server {}{}",
+        v.source,
+        sh(&key.1),
+        match key.0 {
+            signing::Source::Hf => format!(" --revision {}", sh(&key.2)),
+            signing::Source::Ollama => String::new(),
+        },
+        sh(&s.who),
+        sh(m.governance().public_url()),
+        if v.license_allowed {
+            ""
+        } else {
+            " --license-override"
+        },
+    );
+    let page = RequestPage {
+        request: false,
+        status: "pending".into(),
+        who: s.who,
+        csrf: s.csrf,
+        v,
+        cli,
+    };
+    Ok(html(StatusCode::OK, page.render()?))
+}
+
+/// Fetches, verifies and scans a version for review (what `airlock approve` asks the admin API
+/// for), then shows it at its link.
+async fn prepare_version(
+    req: HttpRequest,
+    m: M,
+    ui: U,
+    budget: B,
+    payload: web::Payload,
+) -> Result<HttpResponse, UiError> {
+    let (_, s, form) = form_session::<VersionForm>(&req, &ui, &budget, payload).await?;
+    let key = version_key(form.source, &form.name, &form.revision)?;
+    tracing::info!(who = %s.who, name = %key.1, revision = %key.2, "version prepared through the web UI");
+    let prepared = m
+        .prepare(key.0, &key.1, &key.2, None)
+        .await
+        .map_err(|e| UiError(StatusCode::BAD_GATEWAY, e))?;
+    let url = version_url(&key);
+    ui.prepared.put(key, prepared, Instant::now());
+    Ok(see_other(&url))
 }
 
 struct RevocationRow {

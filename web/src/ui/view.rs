@@ -133,10 +133,16 @@ pub fn status_of(a: &Approval) -> String {
 
 /// The request page's content. Blocking.
 pub fn request(mirror: &Mirror, id: &str) -> Result<Option<RequestView>, mirror::MirrorError> {
-    let gov = mirror.governance();
-    let Some(rec) = gov.get_request(id)? else {
+    let Some(rec) = mirror.governance().get_request(id)? else {
         return Ok(None);
     };
+    Ok(Some(from_record(mirror, rec)))
+}
+
+/// The page content of a request record, or of a version a reviewer had prepared (a record that
+/// is not stored: empty id, no clients). Reads only memory (approvals, the typosquat lists).
+pub fn from_record(mirror: &Mirror, rec: RequestRecord) -> RequestView {
+    let gov = mirror.governance();
     let mut files = Vec::new();
     let (mut revision, mut license, mut license_allowed) =
         (rec.revision.clone(), String::new(), false);
@@ -257,7 +263,7 @@ pub fn request(mirror: &Mirror, id: &str) -> Result<Option<RequestView>, mirror:
                 rows,
             }
         });
-    Ok(Some(RequestView {
+    RequestView {
         source: source_str(rec.source),
         clients: rec.clients.iter().rev().cloned().collect(),
         files,
@@ -270,7 +276,7 @@ pub fn request(mirror: &Mirror, id: &str) -> Result<Option<RequestView>, mirror:
         approvable,
         record_template,
         rec,
-    }))
+    }
 }
 
 /// One download of an approved version.

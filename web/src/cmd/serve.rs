@@ -87,6 +87,7 @@ Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_TRUSTED_PROXIES (comma-separated), AIRLOCK_OFFLINE, AIRLOCK_TRUSTED_EXPORTERS,
   AIRLOCK_FETCH_CONNECTIONS, AIRLOCK_FETCH_STALL_TIMEOUT_SECS
 
+Governance web UI: http://<listen>/ui/ (admin token, or a [[clients]] token with the reviewer role).
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).
 Logs go to stderr; RUST_LOG=debug for more.";

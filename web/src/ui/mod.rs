@@ -650,6 +650,15 @@ fn request_id(id: &str) -> Result<String, UiError> {
     }
 }
 
+/// The name as `airlock approve` takes it: Ollama names carry their tag (`library/x:8b`); a
+/// manifest digest is not a tag, and the CLI resolves the default tag then.
+fn cli_name(source: signing::Source, name: &str, revision: &str) -> String {
+    match source {
+        signing::Source::Ollama if !revision.starts_with("sha256:") => format!("{name}:{revision}"),
+        _ => name.to_owned(),
+    }
+}
+
 /// A shell word, quoted when it needs it (for the CLI commands the pages show).
 fn sh(s: &str) -> String {
     if !s.is_empty()
@@ -691,7 +700,7 @@ async fn request(
             " --license-override"
         },
         v.source,
-        sh(&v.rec.name),
+        sh(&cli_name(v.rec.source, &v.rec.name, &v.rec.revision)),
         match v.rec.source {
             signing::Source::Hf => format!(" --revision {}", sh(&v.rec.revision)),
             signing::Source::Ollama => String::new(),
@@ -1003,7 +1012,7 @@ async fn version(
     let cli = format!(
         "airlock approve {} {}{} --key governance.key --by {} --reason '…' --server {}{}",
         v.source,
-        sh(&key.1),
+        sh(&cli_name(key.0, &key.1, &key.2)),
         match key.0 {
             signing::Source::Hf => format!(" --revision {}", sh(&key.2)),
             signing::Source::Ollama => String::new(),
@@ -1170,6 +1179,11 @@ mod tests {
         assert!(request_id("req-../x").is_err());
         assert!(request_id("appr-0123").is_err());
         assert_eq!(sh("alice"), "alice");
+        assert_eq!(
+            cli_name(signing::Source::Ollama, "library/x", "8b"),
+            "library/x:8b"
+        );
+        assert_eq!(cli_name(signing::Source::Hf, "org/x", "main"), "org/x");
         assert_eq!(sh("it's"), "'it'\\''s'");
     }
 }

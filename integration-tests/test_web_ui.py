@@ -214,6 +214,17 @@ def test_login_refuses_a_wrong_token_and_a_token_without_a_role(ui):
     st, h, _ = request(ui.airlock, "POST", "/ui/login", headers={"Content-Type": "application/x-www-form-urlencoded"},
                        body=urllib.parse.urlencode({"token": REVIEWER_TOKEN}).encode())
     assert st == 403 and not any("airlock_ui=" in c for c in h.get_all("Set-Cookie") or []), st
+    # The admin token logs in too (as "admin"), with the login form's token and cookie.
+    st, h, body = request(ui.airlock, "GET", "/ui/login")
+    login_cookie = next(c.split(";")[0] for c in h.get_all("Set-Cookie") if c.startswith("airlock_ui_login="))
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', body.decode()).group(1)
+    st, h, _ = request(ui.airlock, "POST", "/ui/login", headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                                  "Cookie": login_cookie},
+                       body=urllib.parse.urlencode({"token": ADMIN_TOKEN, "csrf": csrf}).encode())
+    session = [c for c in h.get_all("Set-Cookie") or [] if c.startswith("airlock_ui=")]
+    assert st == 303 and session and "HttpOnly" in session[0] and "SameSite=Strict" in session[0], (st, session)
+    st, _, body = request(ui.airlock, "GET", "/ui/requests", headers={"Cookie": session[0].split(";")[0]})
+    assert st == 200 and b'id="who">admin<' in body, st
 
 
 def test_reviewer_sees_the_malicious_finding_and_the_queue(ui):

@@ -427,3 +427,19 @@ pub fn audit(mirror: &Mirror) -> Result<AuditView, signing::SigningError> {
         refusals,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_refusal_names_its_severity_and_meaning() {
+        let r = "airlock: x.bin refused: calls posix.system via REDUCE at offset 0x26 (severity: critical)";
+        assert_eq!(severity_of(r), "critical");
+        assert!(meaning("critical", r).starts_with("Known code execution"));
+        let digest = "sha256 mismatch: upstream declared 00, received bytes hash to 11";
+        assert_eq!(severity_of(digest), "");
+        assert!(meaning("", digest).contains("not the bytes the upstream declared"));
+        assert_eq!(severity_of("(severity: an overly long made-up word)"), "");
+    }
+}

@@ -370,7 +370,7 @@ def test_new_version_is_compared_with_the_previous_approval_and_approved(ui, fak
                for row in d.find_elements(By.CSS_SELECTOR, "#diff tr[class^=diff-]")}
     assert changes == {"README.md": "same", "config.json": "same", "model.safetensors": "changed",
                        "tokenizer.json": "added"}, changes
-    shot(d, "10a-new-version-diff-against-previous-approval")
+    shot(d, "14-new-version-diff-against-previous-approval")
     d.find_element(By.ID, "reason").send_keys("v2 evaluated")
     d.find_element(By.ID, "keyfile").send_keys(str(ui.key))
     click_and_wait(d, "sign-approve")
@@ -405,6 +405,6 @@ def test_insecure_context_explains_and_offers_the_cli(ui, tmp_path):
         assert f"airlock.test:{ui.airlock.port}" in notice.text
         assert not d.find_element(By.ID, "signer").is_displayed()
         assert "airlock requests approve" in text(d, "#cli")
-        shot(d, "13-insecure-context-notice")
+        shot(d, "15-insecure-context-notice")
     finally:
         d.quit()

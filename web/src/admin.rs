@@ -64,7 +64,7 @@ impl From<mirror::MirrorError> for AdminError {
 }
 
 /// Equal-time comparison, so response timing does not reveal how much of a guessed token matched.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
     for (i, x) in a.iter().enumerate() {
         diff |= x ^ b.get(i).copied().unwrap_or(0);
@@ -121,13 +121,13 @@ fn authorize(req: &HttpRequest, mirror: &Mirror) -> Result<(), AdminError> {
 /// Failed logins, for the audit log: at most one entry per second, so a flood of guesses cannot
 /// grow the log (or its fsyncs) without bound; the rest are counted into the next entry.
 #[derive(Default)]
-struct FailedLogins {
+pub(crate) struct FailedLogins {
     last_second: AtomicU64,
     suppressed: AtomicU64,
 }
 
 impl FailedLogins {
-    fn record(&self, mirror: &Mirror, req: &HttpRequest) {
+    pub(crate) fn record(&self, mirror: &Mirror, req: &HttpRequest) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -16,6 +16,7 @@ mod ollama;
 mod ops;
 mod origin;
 mod request;
+mod ui;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -192,7 +192,8 @@ impl Governance {
             _ => Refusal::NotApproved {
                 name: name.to_owned(),
                 request: Some(RequestNote {
-                    url: format!("{}/admin/requests/{id}", self.public_url),
+                    // The web UI's page of the request (docs/governance.md, "Web UI").
+                    url: format!("{}/ui/requests/{id}", self.public_url),
                     id,
                 }),
             },

@@ -536,7 +536,16 @@ impl FetchTask {
             Ok(if report.is_clean() {
                 Ok(report.summary())
             } else {
-                Err(report.summary())
+                // The grade travels with the reason so that the review pages can say what a
+                // finding means (docs/scanning.md) without re-scanning bytes that were discarded.
+                Err(match (&report.verdict, report.worst()) {
+                    (verifier::Verdict::Findings, Some(f)) => format!(
+                        "{} (severity: {})",
+                        report.summary(),
+                        format!("{:?}", f.severity).to_lowercase()
+                    ),
+                    _ => report.summary(),
+                })
             })
         })
         .await

@@ -22,7 +22,7 @@ use crate::error::MirrorError;
 use crate::flight::{ProgressReport, SingleFlight};
 use crate::governance::Governance;
 use crate::manifest::Manifest;
-use crate::names::{RepoPath, Revision};
+use crate::names::{HfRepo, RepoId, RepoKind, RepoPath, Revision};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::store::{FileRecord, Store};
@@ -362,6 +362,23 @@ impl Mirror {
             ("audit", self.gov.check_audit()),
             ("index", self.store.check_index()),
         ]
+    }
+
+    /// The `[[trust]]` pattern whose rule requires a signature for the HF repo `name`
+    /// (`org/repo`, `datasets/org/repo`), if one does (for the review pages).
+    pub fn signature_rule(&self, name: &str) -> Option<String> {
+        let (kind, id) = match name.strip_prefix("datasets/") {
+            Some(rest) => (RepoKind::Dataset, rest),
+            None => (RepoKind::Model, name),
+        };
+        let repo = HfRepo {
+            kind,
+            id: RepoId::parse(id).ok()?,
+        };
+        self.trust
+            .rule_for(&repo)
+            .filter(|r| r.requirement.is_some())
+            .map(|r| r.pattern.clone())
     }
 
     /// The store (for serving promoted blobs).

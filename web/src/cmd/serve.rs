@@ -96,6 +96,7 @@ Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_TRUSTED_PROXIES (comma-separated), AIRLOCK_OFFLINE, AIRLOCK_TRUSTED_EXPORTERS,
   AIRLOCK_FETCH_CONNECTIONS, AIRLOCK_FETCH_STALL_TIMEOUT_SECS
 
+Governance web UI: http://<listen>/ui/ (admin token, or a [[clients]] token with the reviewer role).
 Clients: HF_ENDPOINT=http://<listen> for huggingface_hub, transformers and datasets;
 `ollama pull --insecure <listen>/library/llama3:8b` for ollama (the namespace is required).
 Operations: GET /healthz (alive), /readyz (503 naming the failing check), /metrics (Prometheus).
@@ -141,12 +142,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let budget = crate::body::BodyBudget::new(crate::body::PROTOCOL_BUDGET);
     // Built once: every worker shares the client registry, the grant key and the counters.
+    let clients = std::sync::Arc::new(mirror::Clients::from_entries(&cfg.clients)?);
     let identity = web::Data::new(crate::client::Identity::new(
-        std::sync::Arc::new(mirror::Clients::from_entries(&cfg.clients)?),
+        clients.clone(),
         cfg.policy.require_client_token,
     ));
     let http_metrics = web::Data::new(crate::ops::HttpMetrics::default());
     let metrics_token = web::Data::new(crate::ops::MetricsToken(cfg.metrics.token.clone()));
+    let ui = web::Data::new(crate::ui::Ui::new(&cfg, clients)?);
     let origin =
         crate::origin::Origin::new(cfg.governance.public_url.as_deref(), &cfg.trusted_proxies);
     let result = actix_web::rt::System::new().block_on(async move {
@@ -166,6 +169,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 })
                 .configure(crate::ops::configure)
                 .configure(crate::admin::configure)
+                .configure(|c| crate::ui::configure(c, ui.clone()))
                 .configure(|c| crate::ollama::configure(c, oci))
                 .configure(|c| crate::hf::configure(c, hf))
         })

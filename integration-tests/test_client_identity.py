@@ -11,6 +11,7 @@ Hub (whose gated repo opens only with the upstream token).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -199,7 +200,17 @@ def test_oci_client_without_credentials_gets_unauthorized(locked, tmp_path):
     assert st == 401 and h["WWW-Authenticate"].startswith("Basic "), st
     st, _, _ = request(locked, "GET", "/v2/token", {"Authorization": f"Bearer {UNKNOWN}"})
     assert st == 401
-    # ... and a direct blob URL without a grant (or with a forged one) is refused as well.
+    # A client's own credentials buy a short-lived token that names it (and never echoes its token) ...
+    basic = "Basic " + base64.b64encode(f"ci:{ALICE}".encode()).decode()
+    st, _, body = request(locked, "GET", "/v2/token?service=airlock", {"Authorization": basic})
+    assert st == 200 and ALICE.encode() not in body, (st, body)
+    issued = json.loads(body)["token"]
+    st, _, _ = request(locked, "GET", "/v2/library/idtiny/manifests/latest", {"Authorization": f"Bearer {issued}"})
+    assert st == 200, st
+    # ... which does not buy another (it cannot be renewed forever without the client's own token).
+    st, _, _ = request(locked, "GET", "/v2/token", {"Authorization": f"Bearer {issued}"})
+    assert st == 401, st
+    # A direct blob URL without a grant (or with a forged one) is refused as well.
     blob = f"/v2/library/idtiny/blobs/{digest_of(b'x')}?direct=1"
     for path in (blob, blob + "&grant=alk1.alice.99999999999.00"):
         st, _, body = request(locked, "GET", path)

@@ -167,8 +167,12 @@ fn token_realm(req: &HttpRequest) -> String {
 /// issued token cannot be renewed forever without the client's own.
 fn token(req: &HttpRequest) -> Result<HttpResponse, OciError> {
     let id = req.app_data::<web::Data<crate::client::Identity>>();
-    let client =
-        id.and_then(|id| crate::client::token(req).and_then(|t| id.clients().authenticate(&t)));
+    // Its own token, or (ollama, which has none) a request signed with its configured ollama key.
+    let client = id.and_then(|id| {
+        crate::client::token(req)
+            .and_then(|t| id.clients().authenticate(&t))
+            .or_else(|| crate::client::ollama_signer(req, id))
+    });
     let (Some(client), Some(id)) = (client, id) else {
         return Err(OciError::Unauthorized {
             why: if crate::client::token(req).is_some() {

@@ -11,6 +11,7 @@ Hub (whose gated repo opens only with the upstream token).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import time
 import pytest
 
 from conftest import HUB_TOKEN, TINY, expect_ok, hf_call, request, toml_str
-from ollama_support import PULL_TIMEOUT, digest_of, ollama_model, start_registry
+from ollama_support import PULL_TIMEOUT, digest_of, ollama_model, ollama_pull_bin, start_registry
 
 ALICE = "alice-token-7f3c9b1e2d"  # a [[clients]] token; never the upstream's
 BOB_ADMIN = "bob-admin-token-91ac44"
@@ -57,9 +58,25 @@ def oci_model(registry):
 
 
 @pytest.fixture(scope="module")
-def locked(fake_hub, registry, oci_model, tmp_path_factory):
+def ollama_keys(tmp_path_factory):
+    """Two ollama identities (ed25519 seeds, as ollama-pull reads them): alice's, and one nobody configured."""
+    d = tmp_path_factory.mktemp("ollama-keys")
+    keys = {}
+    for who, seed in (("alice", "11" * 32), ("stranger", "22" * 32)):
+        path = d / who
+        path.write_text(seed + "\n")
+        p = subprocess.run([str(ollama_pull_bin()), "--key", str(path), "--print-public-key"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and p.stdout.startswith("ssh-ed25519 "), p
+        keys[who] = (path, p.stdout.strip())
+    return keys
+
+
+@pytest.fixture(scope="module")
+def locked(fake_hub, registry, oci_model, ollama_keys, tmp_path_factory):
     """An Airlock that requires client tokens, holds the upstream token for the gated repo, and logs at debug."""
     from conftest import start_airlock
+    alice_key = ollama_keys["alice"][1] + " alice@laptop"
     policy = f"""
 [policy]
 mode = "allowlist"
@@ -70,12 +87,14 @@ hf = "acme/tiny"
 hf = "acme/gated"
 [[policy.allow]]
 ollama = "library/idtiny"
+[[policy.allow]]
+ollama = "library/idollama"
 [ollama]
 upstream = {toml_str(registry.url)}
 [governance]
 prefetch_requests = false
 admin_token = "the-admin-token"
-""" + CLIENTS
+""" + CLIENTS.replace('name = "alice"\n', f'name = "alice"\nollama_keys = [{toml_str(alice_key)}]\n')
     a = start_airlock(tmp_path_factory.mktemp("locked"), fake_hub, policy=policy,
                       env={"AIRLOCK_HF_TOKEN": HUB_TOKEN, "RUST_LOG": "debug"})
     yield a
@@ -171,6 +190,38 @@ def test_oci_pull_with_credentials_runs_the_token_flow_and_is_audited_by_name(lo
     assert dl["client"] == "alice (127.0.0.1)", dl
 
 
+def ollama_pull_with(a, model: str, out, key=None) -> subprocess.CompletedProcess:
+    cmd = [str(ollama_pull_bin()), "--insecure", "--out", str(out)]
+    if key is not None:
+        cmd += ["--key", str(key)]
+    return subprocess.run(cmd + [f"127.0.0.1:{a.port}/{model}"], capture_output=True, text=True,
+                          timeout=PULL_TIMEOUT)
+
+
+def test_ollama_proves_its_key_in_the_token_flow_and_is_audited_by_name(locked, registry, ollama_keys,
+                                                                          tmp_path):
+    """ollama sends no token: it signs its token request to the challenge's realm with its ed25519 key
+    (shared/docs/ollama-protocol.md 1.5), and a [[clients]] entry's ollama_keys names it."""
+    m = registry.push(ollama_model("library/idollama"))
+    # Without a key, and with a key nobody configured: refused at the token flow.
+    p = ollama_pull_with(locked, "library/idollama:latest", tmp_path / "none")
+    assert p.returncode == 1 and "401" in p.stderr and "requires a client token" in p.stderr, p.stderr
+    p = ollama_pull_with(locked, "library/idollama:latest", tmp_path / "stranger", ollama_keys["stranger"][0])
+    assert p.returncode == 1 and "401" in p.stderr, p.stderr
+    # With alice's key: the whole pull, its layers fetched from the direct URL with the grant.
+    p = ollama_pull_with(locked, "library/idollama:latest", tmp_path / "alice", ollama_keys["alice"][0])
+    assert p.returncode == 0 and p.stdout.rstrip().endswith("success"), f"{p.stdout}\n{p.stderr}"
+    got = {f.name.replace("sha256-", "sha256:", 1): f.read_bytes() for f in (tmp_path / "alice").glob("sha256-*")}
+    assert got == m.blobs, sorted(got)
+    dl = wait_for_event(locked, lambda e: e["kind"] == "download" and e["file"] == m.model_digest,
+                        "the ollama layer download")
+    assert dl["client"] == "alice (127.0.0.1)", dl
+    # Something shaped like a signature but not one is refused.
+    st, _, _ = request(locked, "GET", "/v2/token?nonce=00&scope=&service=airlock&ts=1",
+                       {"Authorization": "AAAA:AAAA"})
+    assert st == 401
+
+
 # ---- refused without a token ----------------------------------------------------------------------------
 def test_huggingface_hub_without_a_token_is_refused_with_airlocks_message(locked, tmp_path):
     before = {json.dumps(e) for e in audit_events(locked) if e["kind"] == "download"}
@@ -199,7 +250,17 @@ def test_oci_client_without_credentials_gets_unauthorized(locked, tmp_path):
     assert st == 401 and h["WWW-Authenticate"].startswith("Basic "), st
     st, _, _ = request(locked, "GET", "/v2/token", {"Authorization": f"Bearer {UNKNOWN}"})
     assert st == 401
-    # ... and a direct blob URL without a grant (or with a forged one) is refused as well.
+    # A client's own credentials buy a short-lived token that names it (and never echoes its token) ...
+    basic = "Basic " + base64.b64encode(f"ci:{ALICE}".encode()).decode()
+    st, _, body = request(locked, "GET", "/v2/token?service=airlock", {"Authorization": basic})
+    assert st == 200 and ALICE.encode() not in body, (st, body)
+    issued = json.loads(body)["token"]
+    st, _, _ = request(locked, "GET", "/v2/library/idtiny/manifests/latest", {"Authorization": f"Bearer {issued}"})
+    assert st == 200, st
+    # ... which does not buy another (it cannot be renewed forever without the client's own token).
+    st, _, _ = request(locked, "GET", "/v2/token", {"Authorization": f"Bearer {issued}"})
+    assert st == 401, st
+    # A direct blob URL without a grant (or with a forged one) is refused as well.
     blob = f"/v2/library/idtiny/blobs/{digest_of(b'x')}?direct=1"
     for path in (blob, blob + "&grant=alk1.alice.99999999999.00"):
         st, _, body = request(locked, "GET", path)

@@ -23,6 +23,11 @@ pub struct ClientEntry {
     /// What the client may do beyond pulling: `reviewer` (the web UI's review pages), `admin`.
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// ollama public keys of the client (`ssh-ed25519 AAAA…`, the line of
+    /// `~/.ollama/id_ed25519.pub`): ollama sends no token, but signs its registry token request
+    /// with this key, which names the client as a token would.
+    #[serde(default)]
+    pub ollama_keys: Vec<String>,
 }
 
 /// A role a client token carries.
@@ -95,12 +100,14 @@ impl Client {
 pub struct Clients {
     by_hash: HashMap<[u8; 32], Arc<Client>>,
     by_name: HashMap<ClientName, Arc<Client>>,
+    by_ollama_key: HashMap<[u8; 32], Arc<Client>>,
 }
 
 impl Clients {
     /// Validates the entries: names well formed and unique, hashes 64 hex digits and unique.
     pub fn from_entries(entries: &[ClientEntry]) -> Result<Clients, MirrorError> {
         let mut by_hash = HashMap::new();
+        let mut by_ollama_key = HashMap::new();
         let mut names = std::collections::HashSet::new();
         for e in entries {
             let name = ClientName::try_from(e.name.as_str())
@@ -124,12 +131,34 @@ impl Clients {
                     "[[clients]] {name}: the same token hash is configured for two clients"
                 )));
             }
+            for k in &e.ollama_keys {
+                let key = parse_ollama_key(k).ok_or_else(|| {
+                    MirrorError::Config(format!(
+                        "[[clients]] {name}: ollama_keys: {k:?} is not an ssh-ed25519 public key (the line of ~/.ollama/id_ed25519.pub)"
+                    ))
+                })?;
+                if by_ollama_key.insert(key, client.clone()).is_some() {
+                    return Err(MirrorError::Config(format!(
+                        "[[clients]] {name}: an ollama key is configured twice"
+                    )));
+                }
+            }
         }
         let by_name = by_hash
             .values()
             .map(|c| (c.name.clone(), c.clone()))
             .collect();
-        Ok(Clients { by_hash, by_name })
+        Ok(Clients {
+            by_hash,
+            by_name,
+            by_ollama_key,
+        })
+    }
+
+    /// The client an ollama public key (32 raw ed25519 bytes) belongs to. The caller must have
+    /// checked a signature by that key: a public key is no secret.
+    pub fn by_ollama_key(&self, key: &[u8; 32]) -> Option<Arc<Client>> {
+        self.by_ollama_key.get(key).cloned()
     }
 
     /// The client configured under `name` (for credentials Airlock itself issued to a client it
@@ -227,6 +256,36 @@ impl fmt::Display for Caller {
     }
 }
 
+/// The raw key of an ssh-ed25519 public key line (`ssh-ed25519 <base64> [comment]`, or the base64
+/// alone, as ollama sends it).
+fn parse_ollama_key(line: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let mut fields = line.split_whitespace();
+    let first = fields.next()?;
+    let b64 = if first == "ssh-ed25519" {
+        fields.next()?
+    } else {
+        first
+    };
+    let wire = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    ollama_key_from_wire(&wire)
+}
+
+/// The raw key of an SSH wire-format ed25519 public key (`string "ssh-ed25519"`, `string key`).
+pub fn ollama_key_from_wire(wire: &[u8]) -> Option<[u8; 32]> {
+    fn string(b: &[u8]) -> Option<(&[u8], &[u8])> {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let body = b.get(4..4usize.checked_add(len)?)?;
+        Some((body, &b[4 + len..]))
+    }
+    let (kind, rest) = string(wire)?;
+    let (key, rest) = string(rest)?;
+    if kind != b"ssh-ed25519" || !rest.is_empty() {
+        return None;
+    }
+    key.try_into().ok()
+}
+
 fn parse_hash(s: &str) -> Option<[u8; 32]> {
     let s = s.trim().to_ascii_lowercase();
     if s.len() != 64 {
@@ -248,6 +307,7 @@ mod tests {
             name: name.into(),
             token_sha256: verifier::Digest::of(token.as_bytes()).hex(),
             roles,
+            ollama_keys: Vec::new(),
         }
     }
 
@@ -283,6 +343,26 @@ mod tests {
         assert!(unknown.to_string().starts_with("10.0.0.9 token:"));
         assert!(!unknown.to_string().contains("guess"));
         assert_eq!(unknown.budget_key(), anon.budget_key());
+    }
+
+    #[test]
+    fn ollama_keys_name_their_client() {
+        use base64::Engine;
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&11u32.to_be_bytes());
+        wire.extend_from_slice(b"ssh-ed25519");
+        wire.extend_from_slice(&32u32.to_be_bytes());
+        wire.extend_from_slice(&[7u8; 32]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&wire);
+        let mut e = entry("laptop", "t", vec![]);
+        e.ollama_keys = vec![format!("ssh-ed25519 {b64} me@host")];
+        let c = Clients::from_entries(&[e.clone()]).unwrap();
+        assert_eq!(c.by_ollama_key(&[7u8; 32]).unwrap().name.as_str(), "laptop");
+        assert!(c.by_ollama_key(&[8u8; 32]).is_none());
+        assert_eq!(ollama_key_from_wire(&wire), Some([7u8; 32]));
+        assert_eq!(ollama_key_from_wire(&wire[..wire.len() - 1]), None);
+        e.ollama_keys = vec!["ssh-rsa AAAA".into()];
+        assert!(Clients::from_entries(&[e]).is_err());
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
     ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
 };
-pub use clients::{Caller, Client, ClientEntry, ClientName, Clients, Role};
+pub use clients::{
+    ollama_key_from_wire, Caller, Client, ClientEntry, ClientName, Clients, Role,
+};
 pub use error::MirrorError;
 pub use flight::ProgressReport;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};

@@ -92,6 +92,53 @@ pub fn token(req: &HttpRequest) -> Option<String> {
     None
 }
 
+/// How far an ollama token request's `ts` may be from now: the signature covers the URL with its
+/// `ts` and `nonce`, so a captured request stops working after this.
+const OLLAMA_SKEW_SECS: i64 = 300;
+
+/// The configured client whose ollama key signed this token request. ollama sends
+/// `Authorization: <base64 SSH public key>:<base64 ed25519 signature>` over
+/// `GET,<the request URL>,<base64(hex(sha256("")))>` to the challenge's realm (its `auth.Sign`,
+/// shared/docs/ollama-protocol.md §1.5); the URL carries `ts` and `nonce`.
+pub fn ollama_signer(req: &HttpRequest, id: &Identity) -> Option<Arc<mirror::Client>> {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    if value.contains(' ') {
+        return None; // Basic or Bearer: a scheme, not a signature.
+    }
+    let (key_b64, sig_b64) = value.split_once(':')?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = mirror::ollama_key_from_wire(&b64.decode(key_b64).ok()?)?;
+    let client = id.clients.by_ollama_key(&key)?;
+    let sig: [u8; 64] = b64.decode(sig_b64).ok()?.try_into().ok()?;
+    let ts: i64 = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("ts="))?
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    if (now - ts).abs() > OLLAMA_SKEW_SECS {
+        return None;
+    }
+    // The URL as the client built it: the realm we named (this server's checked base URL) plus
+    // the path and query exactly as they arrived.
+    let base = req
+        .app_data::<web::Data<crate::origin::Origin>>()?
+        .base_url(req);
+    let url = format!("{}{}", base.trim_end_matches('/'), req.uri());
+    let empty = hex::encode(verifier::Digest::of(b"").as_bytes());
+    let data = format!("GET,{url},{}", b64.encode(empty));
+    VerifyingKey::from_bytes(&key)
+        .ok()?
+        .verify_strict(data.as_bytes(), &Signature::from_bytes(&sig))
+        .ok()?;
+    Some(client)
+}
+
 fn address(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())

@@ -143,8 +143,10 @@ where
         let status = res.status().as_u16();
         tracing::debug!(status, "answered");
         if let Some(m) = res.request().app_data::<web::Data<HttpMetrics>>() {
+            // A HEAD declares the length of a body it does not send.
+            let head = res.request().method() == actix_web::http::Method::HEAD;
             let bytes = match res.response().body().size() {
-                BodySize::Sized(n) => n,
+                BodySize::Sized(n) if !head => n,
                 _ => 0,
             };
             m.observe(protocol, route, status, bytes);

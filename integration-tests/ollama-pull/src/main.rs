@@ -15,7 +15,13 @@
 //!
 //! A part that sees no byte for 30 s is re-sent at once, without counting as a retry, as ollama
 //! does (download.go: `errPartStalled` → `try--`): that is what lets a slow cold fetch finish.
-//! Deliberate differences from ollama: no token auth, no resume files, and a part that fails
+//! With `--key FILE` (the hex of a 32-byte ed25519 seed; `--print-public-key` prints its
+//! `ssh-ed25519 …` line), a 401 with `WWW-Authenticate: Bearer realm=…` runs ollama's token flow
+//! (auth.go, §1.5): `GET <realm>?nonce=…&scope=…&service=…&ts=…` with
+//! `Authorization: <base64 SSH public key>:<base64 signature over "GET,<url>,<base64(hex(sha256("")))>">`,
+//! then the request again with `Authorization: Bearer <token>`, which every later registry request
+//! carries (the Range parts do not, as in ollama).
+//! Deliberate differences from ollama: no resume files, and a part that fails
 //! otherwise is not retried (ollama retries 6 times with 2^n s backoff, which would only slow
 //! failing tests down).
 //! `--min-part-size` lowers ollama's 100 MB minimum so that small test blobs still split into 16.
@@ -32,8 +38,7 @@ use reqwest::{header, redirect, Client, Response, StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-const USAGE: &str =
-    "usage: ollama-pull [--insecure] [--min-part-size N] [--out DIR] HOST:PORT/NS/MODEL[:TAG]";
+const USAGE: &str = "usage: ollama-pull [--insecure] [--min-part-size N] [--out DIR] [--key FILE] HOST:PORT/NS/MODEL[:TAG]\n       ollama-pull --key FILE --print-public-key";
 /// The only `Accept` ollama sends for a manifest (images.go:1276).
 const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Shaped like ollama's (`ollama/<ver> (<arch> <os>) Go/<gover>`), so server logs tell it apart.
@@ -101,11 +106,82 @@ struct Args {
     min_part: u64,
     out: PathBuf,
     name: Name,
+    key: Option<PathBuf>,
+}
+
+/// ollama's identity: an ed25519 key (`~/.ollama/id_ed25519`; here a hex seed file).
+struct Signer(ed25519_dalek::SigningKey);
+
+impl Signer {
+    fn load(path: &Path) -> Result<Signer> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| anyhow!("{}: not 64 hex digits", path.display()))?;
+        Ok(Signer(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    /// The SSH wire form of the public key, base64 (the middle field of an `.pub` line).
+    fn public_b64(&self) -> String {
+        use base64::Engine;
+        let mut wire = Vec::new();
+        for part in [&b"ssh-ed25519"[..], &self.0.verifying_key().to_bytes()[..]] {
+            wire.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            wire.extend_from_slice(part);
+        }
+        base64::engine::general_purpose::STANDARD.encode(wire)
+    }
+
+    /// auth.Sign: `<public key>:<base64 signature>`.
+    fn sign(&self, data: &[u8]) -> String {
+        use base64::Engine;
+        use ed25519_dalek::Signer as _;
+        let sig = self.0.sign(data).to_bytes();
+        format!(
+            "{}:{}",
+            self.public_b64(),
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        )
+    }
+}
+
+/// The parameters of `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`.
+fn bearer_challenge(value: &str) -> Option<(String, String, String)> {
+    let rest = value.strip_prefix("Bearer ")?;
+    let mut realm = None;
+    let (mut service, mut scope) = (String::new(), String::new());
+    for kv in rest.split(',') {
+        let (k, v) = kv.trim().split_once('=')?;
+        let v = v.trim_matches('"').to_owned();
+        match k {
+            "realm" => realm = Some(v),
+            "service" => service = v,
+            "scope" => scope = v,
+            _ => {}
+        }
+    }
+    Some((realm?, service, scope))
+}
+
+/// url.QueryEscape, for the few characters these values can hold.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut insecure, mut min_part, mut out, mut name) =
         (false, MIN_PART, PathBuf::from("."), None);
+    let mut key = None;
     while let Some(a) = it.next() {
         match a.as_str() {
             "--insecure" => insecure = true,
@@ -119,6 +195,13 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             }
             "--out" => out = it.next().ok_or("--out needs a directory")?.into(),
+            "--key" => key = Some(PathBuf::from(it.next().ok_or("--key needs a file")?)),
+            "--print-public-key" => {
+                let path = key.as_ref().ok_or("--print-public-key needs --key first")?;
+                let signer = Signer::load(path).map_err(|e| format!("{e:#}"))?;
+                println!("ssh-ed25519 {}", signer.public_b64());
+                std::process::exit(0);
+            }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if name.is_none() => name = Some(Name::parse(s)?),
@@ -130,6 +213,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         min_part,
         out,
         name: name.ok_or("no model name given")?,
+        key,
     })
 }
 
@@ -165,7 +249,7 @@ async fn check(resp: Response) -> Result<Response> {
     }
     if status == StatusCode::UNAUTHORIZED {
         let body = resp.text().await.unwrap_or_default();
-        bail!("401 (this test client does not implement ollama's token auth): {body}");
+        bail!("401 (unauthorized; --key runs ollama's token flow): {body}");
     }
     if status.as_u16() >= 400 {
         let body = resp.text().await.unwrap_or_default();
@@ -211,6 +295,10 @@ struct Puller {
     resolver: Client,
     /// The Range parts: `http.DefaultClient`.
     plain: Client,
+    /// `--key`: ollama's token flow on a 401.
+    signer: Option<Signer>,
+    /// The registry token, once the flow has run (regOpts.Token).
+    token: std::sync::Mutex<Option<String>>,
 }
 
 impl Puller {
@@ -248,6 +336,7 @@ impl Puller {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(STALL)
             .build()?;
+        let signer = args.key.as_deref().map(Signer::load).transpose()?;
         Ok(Puller {
             base,
             name: args.name,
@@ -256,7 +345,63 @@ impl Puller {
             registry,
             resolver,
             plain,
+            signer,
+            token: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Adds the registry token, if there is one.
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.token.lock().map(|t| t.clone()) {
+            Ok(Some(t)) => req.bearer_auth(t),
+            _ => req,
+        }
+    }
+
+    /// getAuthorizationToken: the signed token request to the challenge's realm.
+    async fn fetch_token(&self, challenge: &str) -> Result<()> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| anyhow!("no --key for the token flow"))?;
+        let (realm, service, scope) =
+            bearer_challenge(challenge).ok_or_else(|| anyhow!("bad challenge {challenge:?}"))?;
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let nonce = hex::encode(&Sha256::digest(format!("{ts}{:?}", Instant::now()))[..16]);
+        // url.Values.Encode: keys sorted.
+        let url = format!(
+            "{realm}?nonce={}&scope={}&service={}&ts={ts}",
+            query_escape(&nonce),
+            query_escape(&scope),
+            query_escape(&service)
+        );
+        let empty = hex::encode(Sha256::digest(b""));
+        let data = {
+            use base64::Engine;
+            format!(
+                "GET,{url},{}",
+                base64::engine::general_purpose::STANDARD.encode(empty)
+            )
+        };
+        let resp = send(
+            self.registry
+                .get(&url)
+                .header(header::AUTHORIZATION, signer.sign(data.as_bytes())),
+        )
+        .await
+        .with_context(|| format!("GET {url}"))?;
+        let resp = check(resp).await?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&resp.bytes().await?).context("token response is not JSON")?;
+        let token = doc["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("token response without a token"))?;
+        if let Ok(mut t) = self.token.lock() {
+            *t = Some(token.to_owned());
+        }
+        Ok(())
     }
 
     fn url(&self, kind: &str, reference: &str) -> Result<Url> {
@@ -301,13 +446,25 @@ impl Puller {
 
     async fn manifest(&self) -> Result<Vec<u8>> {
         let url = self.url("manifests", &self.name.tag)?;
-        let resp = send(
-            self.registry
-                .get(url.clone())
-                .header(header::ACCEPT, MANIFEST_ACCEPT),
-        )
-        .await;
-        let resp = resp.with_context(|| format!("GET {url}"))?;
+        let get = || {
+            self.authed(
+                self.registry
+                    .get(url.clone())
+                    .header(header::ACCEPT, MANIFEST_ACCEPT),
+            )
+        };
+        let mut resp = send(get()).await.with_context(|| format!("GET {url}"))?;
+        // makeRequestWithRetry: one token flow on a 401, then the request again.
+        if resp.status() == StatusCode::UNAUTHORIZED && self.signer.is_some() {
+            let challenge = resp
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            self.fetch_token(&challenge).await?;
+            resp = send(get()).await.with_context(|| format!("GET {url}"))?;
+        }
         Ok(check(resp).await?.bytes().await?.to_vec())
     }
 
@@ -320,7 +477,7 @@ impl Puller {
         }
         let url = self.url("blobs", digest)?;
         // a. HEAD for the size; a missing Content-Length means 0 (and a certain digest mismatch).
-        let head = send(self.registry.head(url.clone()))
+        let head = send(self.authed(self.registry.head(url.clone())))
             .await
             .with_context(|| format!("HEAD {url}"))?;
         let head = check(head).await?;
@@ -370,7 +527,7 @@ impl Puller {
         let deadline = Instant::now() + DIRECT_URL_DEADLINE;
         let mut n: u32 = 0;
         loop {
-            let answer = match send(self.resolver.get(url.clone())).await {
+            let answer = match send(self.authed(self.resolver.get(url.clone()))).await {
                 Ok(resp) => check(resp).await,
                 Err(e) => Err(anyhow::Error::new(e).context(format!("GET {url}"))),
             };

@@ -82,6 +82,7 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   name = \"ci-bot\"                                   audited under this name (requests, downloads)
   token_sha256 = \"<64 hex>\"                          sha256 of the token the client sends
   roles = [\"admin\"]                                  optional: reviewer, admin
+  ollama_keys = [\"ssh-ed25519 AAAA…\"]                ollama's key (~/.ollama/id_ed25519.pub)
   [log]
   format = \"json\"                                   or \"text\"; request ids on every line
   level = \"info\"                                    a tracing filter (RUST_LOG wins)

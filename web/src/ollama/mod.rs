@@ -98,11 +98,12 @@ pub fn pattern(path: &str) -> &'static str {
     }
 }
 
-fn query<'a>(req: &'a HttpRequest, key: &str) -> Option<&'a str> {
+fn query(req: &HttpRequest, key: &str) -> Option<String> {
     req.query_string().split('&').find_map(|kv| {
         kv.split_once('=')
             .filter(|(k, _)| *k == key)
-            .map(|(_, v)| v)
+            .and_then(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8().ok())
+            .map(|v| v.into_owned())
     })
 }
 
@@ -130,7 +131,7 @@ async fn dispatch(
         &req,
         grant
             .as_ref()
-            .map(|(g, d)| (*g, crate::grant::Scope::Blob(d.as_str()))),
+            .map(|(g, d)| (g.as_str(), crate::grant::Scope::Blob(d.as_str()))),
     )
     .map_err(|why| OciError::Unauthorized {
         why,
@@ -160,15 +161,19 @@ fn token_realm(req: &HttpRequest) -> String {
     format!("{}/v2/token", base.trim_end_matches('/'))
 }
 
-/// `GET /v2/token`: a client that authenticates (basic auth with its token, as oras and docker
-/// send it to a token realm, or a bearer token) gets a short-lived bearer token naming it; the
-/// client token itself is never echoed.
+/// `GET /v2/token`: a client that authenticates with its own token (basic auth, as oras and
+/// docker send it to a token realm, or bearer) gets a short-lived bearer token naming it; the
+/// client token itself is never echoed. A token Airlock issued does not buy another one, so an
+/// issued token cannot be renewed forever without the client's own.
 fn token(req: &HttpRequest) -> Result<HttpResponse, OciError> {
-    let caller = crate::client::caller(req);
-    let (Some(client), Some(id)) = (
-        caller.client(),
-        req.app_data::<web::Data<crate::client::Identity>>(),
-    ) else {
+    let id = req.app_data::<web::Data<crate::client::Identity>>();
+    // Its own token, or (ollama, which has none) a request signed with its configured ollama key.
+    let client = id.and_then(|id| {
+        crate::client::token(req)
+            .and_then(|t| id.clients().authenticate(&t))
+            .or_else(|| crate::client::ollama_signer(req, id))
+    });
+    let (Some(client), Some(id)) = (client, id) else {
         return Err(OciError::Unauthorized {
             why: if crate::client::token(req).is_some() {
                 crate::client::Unauthorized::Unknown

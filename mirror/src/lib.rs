@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod error;
 mod flight;
+pub mod format;
 pub mod governance;
 mod manifest;
 mod names;

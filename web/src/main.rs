@@ -30,6 +30,8 @@ enum Command {
     /// Check the data directory: blobs hash to their names, index records reach existing blobs
     /// (server stopped; exit 0 consistent, 1 problems; --repair removes what cannot be vouched for).
     Fsck(cmd::fsck::FsckArgs),
+    /// Bring a data directory written by an older airlock to this version's format (server stopped).
+    Migrate(cmd::migrate::MigrateArgs),
     /// Evict least-recently-served blobs down to [store] max_bytes (server stopped; serve does
     /// this by itself); approved and pinned blobs stay unless --force.
     Gc(cmd::gc::GcArgs),
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Reindex(args) => cmd::reindex::run(args),
         Command::Fsck(args) => cmd::fsck::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
         Command::Gc(args) => cmd::gc::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Verify(args) => cmd::verify::run(args),

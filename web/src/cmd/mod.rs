@@ -4,6 +4,7 @@ pub mod airgap;
 pub mod fsck;
 pub mod gc;
 pub mod gov;
+pub mod migrate;
 pub mod reindex;
 pub mod scan;
 pub mod serve;

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::MirrorError;
 
+mod network;
+pub use network::{TlsConfig, UpstreamConfig};
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +48,10 @@ pub struct Config {
     pub scan: ScanConfig,
     /// `[[clients]]`: named clients, each known by the sha256 of its token.
     pub clients: Vec<crate::clients::ClientEntry>,
+    /// `[tls]`: serve HTTPS.
+    pub tls: TlsConfig,
+    /// `[upstream]`: proxy and extra root certificates for every upstream client.
+    pub upstream: UpstreamConfig,
 }
 
 /// `[store]`
@@ -318,6 +325,8 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             scan: ScanConfig::default(),
             clients: Vec::new(),
+            tls: TlsConfig::default(),
+            upstream: UpstreamConfig::default(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
     ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
 };
+pub use config::{TlsConfig, UpstreamConfig};
 pub use clients::{Client, ClientEntry, ClientName, Clients, Role};
 pub use error::MirrorError;
 pub use flight::ProgressReport;

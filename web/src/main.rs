@@ -12,6 +12,7 @@ mod cmd;
 mod hf;
 mod ollama;
 mod origin;
+mod tls;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -61,7 +61,12 @@ pub(crate) fn run_steps(data_dir: &Path, at: u32, steps: &[Step]) -> Result<u32,
         let mut marker = FormatFile::at(at);
         marker.migrating_to = Some(at + 1);
         write(data_dir, &marker)?;
-        tracing::info!(from = at, to = at + 1, what = step.what, "migrating the data directory");
+        tracing::info!(
+            from = at,
+            to = at + 1,
+            what = step.what,
+            "migrating the data directory"
+        );
         (step.run)(data_dir)?;
         at += 1;
         write(data_dir, &FormatFile::at(at))?;

@@ -134,7 +134,15 @@ impl Governance {
             .governance
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.listen))
+            // Without a public_url the review link names the listener, in the scheme it speaks.
+            .unwrap_or_else(|| {
+                let scheme = if cfg.tls.files().is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", cfg.listen)
+            })
             .trim_end_matches('/')
             .to_owned();
         let request_records = store.requests.len();

@@ -171,8 +171,8 @@ impl Mirror {
                 *upstream = "http://127.0.0.1:9".into();
             }
         }
-        let hf = Arc::new(HfUpstream::new(&hf_cfg)?);
-        let oci = Arc::new(OciUpstream::new(&oci_cfg)?);
+        let hf = Arc::new(HfUpstream::new(&hf_cfg, &cfg.upstream)?);
+        let oci = Arc::new(OciUpstream::new(&oci_cfg, &cfg.upstream)?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
         // Download windows close on a timer, so a count is written even if no request follows.
         let window = cfg.governance.download_audit_window_secs.unwrap_or(60);

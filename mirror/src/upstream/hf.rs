@@ -66,10 +66,17 @@ pub struct HfUpstream {
 }
 
 impl HfUpstream {
-    /// Builds the client from `[huggingface]`.
-    pub fn new(cfg: &HfConfig) -> Result<HfUpstream, MirrorError> {
-        let (base, client) =
-            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "huggingface.upstream")?;
+    /// Builds the client from `[huggingface]` and `[upstream]`.
+    pub fn new(
+        cfg: &HfConfig,
+        net: &crate::config::UpstreamConfig,
+    ) -> Result<HfUpstream, MirrorError> {
+        let (base, client) = super::base_and_client(
+            &cfg.upstream,
+            &cfg.redirect_hosts,
+            "huggingface.upstream",
+            net,
+        )?;
         Ok(HfUpstream {
             client,
             base,

@@ -40,10 +40,13 @@ pub struct OciUpstream {
 }
 
 impl OciUpstream {
-    /// Builds the client from `[ollama]`.
-    pub fn new(cfg: &OllamaConfig) -> Result<OciUpstream, MirrorError> {
+    /// Builds the client from `[ollama]` and `[upstream]`.
+    pub fn new(
+        cfg: &OllamaConfig,
+        net: &crate::config::UpstreamConfig,
+    ) -> Result<OciUpstream, MirrorError> {
         let (base, client) =
-            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "ollama.upstream")?;
+            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "ollama.upstream", net)?;
         Ok(OciUpstream {
             client,
             base,

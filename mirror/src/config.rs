@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::MirrorError;
 
 mod network;
-pub use network::{TlsConfig, UpstreamConfig};
+pub use network::{RevokedKeyConfig, TlsConfig, UpstreamConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +169,8 @@ pub struct TrustRule {
 pub struct GovernanceConfig {
     /// Public keys (PEM files) whose signatures on approval and revocation records are trusted.
     pub keys: Vec<PathBuf>,
+    /// Keys revoked from a time: their records signed before it still count.
+    pub revoked_keys: Vec<RevokedKeyConfig>,
     /// Bearer token of the admin API (`/admin/…`); no token, no admin API.
     pub admin_token: Option<Secret>,
     /// File holding the admin token (first line).

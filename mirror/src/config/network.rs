@@ -1,5 +1,6 @@
-//! The network-facing parts of the configuration: `[tls]` (how Airlock serves) and `[upstream]`
-//! (how it reaches the upstreams through a corporate network).
+//! The enterprise-network parts of the configuration: `[tls]` (how Airlock serves), `[upstream]`
+//! (how it reaches the upstreams through a corporate network) and `[[governance.revoked_keys]]`
+//! (key rotation).
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -40,4 +41,18 @@ pub struct UpstreamConfig {
     pub ca_files: Vec<PathBuf>,
     /// Also trust the operating system's certificate store.
     pub use_system_roots: bool,
+}
+
+/// `[[governance.revoked_keys]]`: a governance key that counts only for records signed before
+/// `since`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedKeyConfig {
+    /// The public key (PEM).
+    pub key: PathBuf,
+    /// From when (RFC 3339) its signatures no longer count.
+    pub since: signing::Timestamp,
+    /// Why, shown in refusals.
+    #[serde(default)]
+    pub reason: Option<String>,
 }

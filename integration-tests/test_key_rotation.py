@@ -35,7 +35,7 @@ def files(seed: str) -> dict:
             "model.safetensors": model_bytes(8 * 1024 + 1, f"rot-{seed}")}
 
 
-REPOS = ["rot/removed", "rot/before", "rot/after", "rot/newkey"]
+REPOS = ["rot/removed", "rot/before", "rot/after", "rot/newkey", "rot/export"]
 
 
 def cli(url: str | None, *args: str) -> subprocess.CompletedProcess:
@@ -109,7 +109,7 @@ def test_removed_and_revoked_governance_keys(hub, keys, tmp_path):
         wait_next_second()
         after = approve(a.url, "rot/after", old_key)
         approve(a.url, "rot/newkey", new_key)
-        for repo in REPOS:
+        for repo in ("rot/removed", "rot/before", "rot/after", "rot/newkey"):
             assert get(a, tmp_path / "h0", repo)["ok"], repo
     finally:
         a.stop()
@@ -139,3 +139,59 @@ def test_removed_and_revoked_governance_keys(hub, keys, tmp_path):
     finally:
         a.stop()
     assert before
+
+
+# ---- the mirror's own key -------------------------------------------------------------------------------
+def importer_config(root: Path, gov_pub: Path, exporters: list[Path]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = root / "airlock.toml"
+    cfg.write_text(
+        f"data_dir = {toml_str(str(root / 'data'))}\noffline = true\n"
+        '[policy]\nmode = "allowlist"\n'
+        f"[governance]\nkeys = [{toml_str(str(gov_pub))}]\nprefetch_requests = false\n"
+        f"[airgap]\ntrusted_exporters = [{', '.join(toml_str(str(e)) for e in exporters)}]\n")
+    return cfg
+
+
+def test_mirror_key_rotation_is_recorded_followed_and_old_bundles_refused_once_dropped(hub, keys, tmp_path):
+    new_key, new_pub = keys["new"]
+    data = tmp_path / "data"
+    a = start_airlock(tmp_path / "c", hub, policy=gov_policy([new_pub]), data_dir=data)
+    try:
+        approve(a.url, "rot/export", new_key)
+    finally:
+        a.stop()
+    cfg = tmp_path / "c" / "airlock.toml"
+    old_mirror_pub = tmp_path / "old-mirror.pub"
+    shutil.copy(data / "mirror.pub", old_mirror_pub)
+    ok(cli(None, "export", "--config", str(cfg), "--out", str(tmp_path / "bundle-old"), "--all-approved"))
+
+    p = ok(cli(None, "rotate-key", "--data-dir", str(data)))
+    assert "hand-over at audit line" in p.stdout, p.stdout
+    assert (data / "mirror.pub").read_bytes() != old_mirror_pub.read_bytes()
+    # The server runs on with the new key (its start-up appends a config_reload line).
+    a = start_airlock(tmp_path / "c2", hub, policy=gov_policy([new_pub]), data_dir=data)
+    a.stop()
+    lines = [json.loads(l) for l in ok(cli(None, "audit", "export", "--data-dir", str(data))).stdout.splitlines()]
+    at = next(i for i, l in enumerate(lines) if l["event"]["kind"] == "key_handover")
+    old_id, new_id = lines[at]["key"], lines[-1]["key"]
+    assert old_id != new_id and all(l["key"] == old_id for l in lines[:at + 1])
+    assert all(l["key"] == new_id for l in lines[at + 1:]) and len(lines) > at + 1
+    # `audit verify` follows the hand-over: with the defaults (current + retired keys), and with the first key alone.
+    p = ok(cli(None, "audit", "verify", "--data-dir", str(data)))
+    assert f"ok: {len(lines)} entries" in p.stdout, p.stdout
+    p = ok(cli(None, "audit", "verify", "--data-dir", str(data), "--key", str(old_mirror_pub)))
+    assert f"ok: {len(lines)} entries" in p.stdout, p.stdout
+    # ...and without the first key the log's start is not vouched for.
+    p = cli(None, "audit", "verify", "--data-dir", str(data), "--key", str(data / "mirror.pub"))
+    assert p.returncode == 1 and "line 1" in p.stdout + p.stderr, p.stdout + p.stderr
+
+    ok(cli(None, "export", "--config", str(cfg), "--out", str(tmp_path / "bundle-new"), "--all-approved"))
+    # The importing side has dropped the old exporter key: the old bundle is refused, the new one accepted.
+    icfg = importer_config(tmp_path / "imp", new_pub, [data / "mirror.pub"])
+    p = cli(None, "import", str(tmp_path / "bundle-old"), "--config", str(icfg))
+    assert p.returncode == 1 and "not in [airgap] trusted_exporters" in p.stderr, p.stderr
+    ok(cli(None, "import", str(tmp_path / "bundle-new"), "--config", str(icfg)))
+    # While it still lists both (during the hand-over), the old bundle is accepted too.
+    icfg2 = importer_config(tmp_path / "imp2", new_pub, [old_mirror_pub, data / "mirror.pub"])
+    ok(cli(None, "import", str(tmp_path / "bundle-old"), "--config", str(icfg2)))

@@ -48,6 +48,8 @@ enum Command {
     Requests(cmd::gov::RequestsArgs),
     /// Sign and send a revocation of an approval; serving stops at once.
     Revoke(cmd::gov::RevokeArgs),
+    /// Replace the mirror's own key (audit log, bundles); the log records the hand-over (server stopped).
+    RotateKey(cmd::rotate::RotateKeyArgs),
     /// Check, export and query the audit log (verify: exit 0 ok, 1 tampered).
     Audit(cmd::gov::AuditArgs),
     /// Export or import signed approval record files.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => cmd::gov::approve(args),
         Command::Requests(args) => cmd::gov::requests(args),
         Command::Revoke(args) => cmd::gov::revoke(args),
+        Command::RotateKey(args) => cmd::rotate::run(args),
         Command::Audit(args) => cmd::gov::audit(args),
         Command::Approvals(args) => cmd::gov::approvals(args),
         Command::Export(args) => cmd::airgap::export(args),

@@ -8,14 +8,15 @@ mod downloads;
 mod keyring;
 mod licence;
 mod requests;
+pub mod rotate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use signing::{
-    ApprovalId, ApprovalRecord, AuditEvent, AuditLog, KeyPair, RevocationRecord, SignedApproval,
-    SignedRevocation, Source, Timestamp,
+    ApprovalId, ApprovalRecord, AuditEvent, AuditLog, KeyPair, PublicKey, RevocationRecord,
+    SignedApproval, SignedRevocation, Source, Timestamp,
 };
 
 use crate::config::{Config, Secret};
@@ -619,8 +620,22 @@ impl Governance {
 /// first start with `mirror.pub` beside it.
 pub(crate) fn mirror_key(data_dir: &Path) -> Result<KeyPair, MirrorError> {
     let path = data_dir.join("mirror.key");
+    if data_dir.join(rotate::PENDING).exists() {
+        // Appending with either key now could put a line the chain does not allow.
+        return Err(MirrorError::Config(format!(
+            "{}: a mirror key rotation was interrupted; run `airlock rotate-key --data-dir {}` to finish it",
+            data_dir.display(),
+            data_dir.display()
+        )));
+    }
     if path.exists() {
-        return KeyPair::read_private(&path).map_err(signing_err);
+        let key = KeyPair::read_private(&path).map_err(signing_err)?;
+        // A crash between the two renames of a rotation leaves the old mirror.pub: put it right.
+        let pub_path = data_dir.join("mirror.pub");
+        if PublicKey::read(&pub_path).map(|p| p.id()).ok() != Some(key.public().id()) {
+            rotate::replace_public(&key.public(), &pub_path)?;
+        }
+        return Ok(key);
     }
     std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
     let key = KeyPair::generate().map_err(signing_err)?;

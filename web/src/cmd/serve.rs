@@ -48,6 +48,8 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   stall_timeout_secs = 60                            fail a fetch below 1 KiB/s for this long
   [governance]
   keys = [\"/etc/airlock/governance.pub\"]             trusted approval-signing keys
+  [[governance.revoked_keys]]                        key = \"old.pub\", since = \"<RFC 3339>\": records
+                                                     signed from then on no longer count
   admin_token_file = \"/run/secrets/airlock-admin\"    enables /admin (or admin_token = \"...\")
   public_url = \"https://airlock.example\"             shown in \"request … pending review at …\"
   prefetch_requests = true                           fetch + scan requested versions in background

@@ -142,14 +142,16 @@ def test_removed_and_revoked_governance_keys(hub, keys, tmp_path):
 
 
 # ---- the mirror's own key -------------------------------------------------------------------------------
-def importer_config(root: Path, gov_pub: Path, exporters: list[Path]) -> Path:
+def importer_config(root: Path, gov_pub: Path, exporters: list[Path], revoked_since: str | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / "airlock.toml"
+    gov = (f"keys = [{toml_str(str(gov_pub))}]\n" if revoked_since is None else
+           f"keys = []\n[[governance.revoked_keys]]\nkey = {toml_str(str(gov_pub))}\nsince = {toml_str(revoked_since)}\n")
     cfg.write_text(
         f"data_dir = {toml_str(str(root / 'data'))}\noffline = true\n"
         '[policy]\nmode = "allowlist"\n'
-        f"[governance]\nkeys = [{toml_str(str(gov_pub))}]\nprefetch_requests = false\n"
-        f"[airgap]\ntrusted_exporters = [{', '.join(toml_str(str(e)) for e in exporters)}]\n")
+        f"[airgap]\ntrusted_exporters = [{', '.join(toml_str(str(e)) for e in exporters)}]\n"
+        f"[governance]\nprefetch_requests = false\n{gov}")
     return cfg
 
 
@@ -195,3 +197,10 @@ def test_mirror_key_rotation_is_recorded_followed_and_old_bundles_refused_once_d
     # While it still lists both (during the hand-over), the old bundle is accepted too.
     icfg2 = importer_config(tmp_path / "imp2", new_pub, [old_mirror_pub, data / "mirror.pub"])
     ok(cli(None, "import", str(tmp_path / "bundle-old"), "--config", str(icfg2)))
+    # An importing side that revoked the governance key before the approval was signed refuses the bundle; one
+    # that revoked it later accepts it.
+    icfg3 = importer_config(tmp_path / "imp3", new_pub, [data / "mirror.pub"], revoked_since="2000-01-01T00:00:00Z")
+    p = cli(None, "import", str(tmp_path / "bundle-new"), "--config", str(icfg3))
+    assert p.returncode == 1 and "after that key was revoked" in p.stderr, p.stderr
+    icfg4 = importer_config(tmp_path / "imp4", new_pub, [data / "mirror.pub"], revoked_since="2999-01-01T00:00:00Z")
+    ok(cli(None, "import", str(tmp_path / "bundle-new"), "--config", str(icfg4)))

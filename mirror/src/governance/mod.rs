@@ -5,7 +5,7 @@
 
 mod budget;
 mod downloads;
-mod keyring;
+pub(crate) mod keyring;
 mod licence;
 mod requests;
 pub mod rotate;

@@ -7,11 +7,15 @@ with `[tls]` on. Reusable by any test that needs Airlock (or a fake upstream) ov
     st, headers, body = tls_request(a, ca, "GET", "/healthz")
 
 Clients trust the CA through `ca.cert` (`REQUESTS_CA_BUNDLE` / `SSL_CERT_FILE` for huggingface_hub and
-ollama-pull, `ssl_context(ca)` here). Nothing leaves 127.0.0.1.
+ollama-pull, `ssl_context(ca)` here). Headless Chromium takes `--ignore-certificate-errors-spki-list=` +
+`spki_sha256(leaf.cert)` (the certificate then counts as valid, so the page is a secure context), together with
+`--host-resolver-rules="MAP airlock.test 127.0.0.1"` and a leaf issued for "airlock.test". Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import ipaddress
 import os
@@ -69,6 +73,16 @@ def issue(ca: CertPair, d: Path, names: list[str], cn: str | None = None) -> Cer
     _openssl("x509", "-req", "-in", "leaf.csr", "-CA", str(ca.cert), "-CAkey", str(ca.key), "-CAcreateserial",
              "-out", "leaf.cert", "-days", "2", "-extfile", "ext.cnf", cwd=d)
     return CertPair(d / "leaf.cert", d / "leaf.key")
+
+
+def spki_sha256(cert: Path) -> str:
+    """base64(sha256(SubjectPublicKeyInfo)) of a certificate, as Chromium's --ignore-certificate-errors-spki-list
+    wants it."""
+    pub = subprocess.run([OPENSSL, "x509", "-in", str(cert), "-noout", "-pubkey"], capture_output=True,
+                         timeout=30, check=True).stdout
+    der = subprocess.run([OPENSSL, "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True,
+                         timeout=30, check=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def ssl_context(ca: CertPair | None) -> ssl.SSLContext:

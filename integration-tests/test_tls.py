@@ -187,6 +187,9 @@ def test_ollama_pull_over_https_without_insecure(fake_hub, pki, registry, tmp_pa
         # The blob redirect Airlock builds names itself over https.
         st, h, _ = tls_request(a, ca, "GET", f"/v2/library/tlstiny/blobs/{model.model_digest}")
         assert st == 307 and h["Location"].startswith(f"https://localhost:{a.port}/"), (st, h.get("Location"))
+        # So does the review link of a refusal (no public_url: the listener, in the scheme it speaks).
+        st, _, body = tls_request(a, ca, "GET", "/v2/library/unreviewed/manifests/latest")
+        assert f"https://127.0.0.1:{a.port}/admin/requests/" in body.decode(errors="replace"), (st, body)
         # Without the CA, the pull fails on the certificate.
         p = pull(a.port, "library/tlstiny:latest", tmp_path / "p2", {})
         assert p.returncode != 0 and re.search(r"certificate|UnknownIssuer", p.stderr, re.I), p.stderr

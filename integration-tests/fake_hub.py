@@ -175,8 +175,11 @@ class FakeHub:
     """The fake Hub: repos, faults, counters and the three listeners."""
 
     def __init__(self, page_size: int = 3, xet: bool = True, host: str = "127.0.0.1", hub_port: int = 0,
-                 cdn_port: int = 0):
+                 cdn_port: int = 0, tls=None):
         self.page_size = page_size
+        # An ssl.SSLContext (server side): the hub and CDN listeners then speak HTTPS (test_egress.py).
+        self.tls = tls
+        self.scheme = "https" if tls is not None else "http"
         self.xet = xet
         # Bytes per second per connection for file bodies (None: as fast as loopback goes).
         self.cdn_rate: float | None = None
@@ -297,6 +300,9 @@ class FakeHub:
                 if role == "elsewhere":  # 127.0.0.2 unavailable: the redirect test then only checks refusal
                     continue
                 raise
+            if self.tls is not None and role != "elsewhere":
+                # Handshake on first read, in the handler thread, so a refused certificate never stalls accept.
+                srv.socket = self.tls.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
             srv.hub = self
             srv.role = role
             self.servers[role] = srv
@@ -323,14 +329,14 @@ class FakeHub:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.hub_port}"
+        return f"{self.scheme}://{self.host}:{self.hub_port}"
 
     @property
     def cdn_hostport(self) -> str:
         return f"{self.host}:{self.cdn_port}"
 
     def info(self) -> dict:
-        d = {"hub": self.url, "cdn": f"http://{self.cdn_hostport}", "hub_port": self.hub_port,
+        d = {"hub": self.url, "cdn": f"{self.scheme}://{self.cdn_hostport}", "hub_port": self.hub_port,
              "cdn_port": self.cdn_port}
         if "elsewhere" in self.servers:
             d["elsewhere"] = f"http://127.0.0.2:{self.port('elsewhere')}"
@@ -595,7 +601,7 @@ class _Handler(BaseHTTPRequestHandler):
             host = "127.0.0.2:9"
         else:
             host = self.hub.cdn_hostport
-        loc = (f"http://{host}/repos/{e.sha256[:2]}/{e.sha256[2:4]}/{e.sha256}"
+        loc = (f"{self.hub.scheme}://{host}/repos/{e.sha256[:2]}/{e.sha256[2:4]}/{e.sha256}"
                f"?kind={kind}&repo={quote(repo.repo_id, safe='')}&path={quote(path, safe='')}"
                f"&X-Amz-Expires=3600&X-Amz-Signature={hashlib.md5(e.sha256.encode()).hexdigest()}")
         headers = {"X-Repo-Commit": sha, "X-Linked-Etag": f'"{e.sha256}"', "X-Linked-Size": e.size,

@@ -353,7 +353,8 @@ def test_record_signed_by_unknown_key_is_rejected(gov, tmp_path):
     drop_and_reload(gov, record)
     assert any(path.endswith(record.name) for path in rejected_paths(gov))
     out = download(gov, tmp_path / "h", "govacme/unknownkey")
-    assert not out["ok"] and is_not_found(out), out
+    # Covers nothing, and the refusal says which record and why (issue 16).
+    assert not out["ok"] and appr in out["message"] and "not a trusted governance key" in out["message"], out
 
 
 def test_record_with_a_changed_pin_is_rejected(gov, tmp_path):

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::MirrorError;
 
+mod network;
+pub use network::{RevokedKeyConfig, TlsConfig, UpstreamConfig};
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -49,6 +52,10 @@ pub struct Config {
     pub log: crate::operations::LogConfig,
     /// `[metrics]`: who may read `/metrics`.
     pub metrics: crate::operations::MetricsConfig,
+    /// `[tls]`: serve HTTPS.
+    pub tls: TlsConfig,
+    /// `[upstream]`: proxy and extra root certificates for every upstream client.
+    pub upstream: UpstreamConfig,
 }
 
 /// `[store]`
@@ -166,6 +173,8 @@ pub struct TrustRule {
 pub struct GovernanceConfig {
     /// Public keys (PEM files) whose signatures on approval and revocation records are trusted.
     pub keys: Vec<PathBuf>,
+    /// Keys revoked from a time: their records signed before it still count.
+    pub revoked_keys: Vec<RevokedKeyConfig>,
     /// Bearer token of the admin API (`/admin/…`); no token, no admin API.
     pub admin_token: Option<Secret>,
     /// File holding the admin token (first line).
@@ -324,6 +333,8 @@ impl Default for Config {
             clients: Vec::new(),
             log: Default::default(),
             metrics: Default::default(),
+            tls: TlsConfig::default(),
+            upstream: UpstreamConfig::default(),
         }
     }
 }

@@ -62,6 +62,15 @@ pub enum MirrorError {
         /// What is wrong, phrased so the operator can fix it.
         reason: String,
     },
+    /// The data directory's format version cannot be used by this build (newer, unreadable, or
+    /// waiting for `airlock migrate`): nothing was opened or changed.
+    #[error("{}: {problem}", path.display())]
+    DataFormat {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong, with the command that fixes it.
+        problem: crate::format::FormatProblem,
+    },
     /// A background task died (a bug): reported instead of hanging the client.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod error;
 mod flight;
+pub mod format;
 pub mod governance;
 mod manifest;
 mod metrics;
@@ -33,6 +34,7 @@ pub use config::{
 pub use clients::{
     ollama_key_from_wire, Caller, Client, ClientEntry, ClientName, Clients, Role,
 };
+pub use config::{TlsConfig, UpstreamConfig};
 pub use error::MirrorError;
 pub use flight::ProgressReport;
 pub use manifest::{Entry, EntryKind, Lfs, Manifest};

@@ -99,6 +99,16 @@ pub enum Refusal {
         /// The pull request number as asked.
         pr: String,
     },
+    /// The name's approvals no longer count: signed by a key removed from `[governance] keys`, or
+    /// by a revoked key after its revocation.
+    Untrusted {
+        /// The name.
+        name: String,
+        /// The (newest) approval concerned.
+        approval: String,
+        /// Which key, and why it no longer counts.
+        why: String,
+    },
     /// This mirror is offline (air-gapped) and holds no imported copy of what was asked.
     Offline {
         /// The name (and revision or file) asked for.
@@ -132,6 +142,7 @@ impl Refusal {
                 | Refusal::RevisionNotApproved { .. }
                 | Refusal::Revoked { .. }
                 | Refusal::Expired { .. }
+                | Refusal::Untrusted { .. }
                 | Refusal::PullRequestRef { .. }
         )
     }
@@ -147,6 +158,7 @@ impl Refusal {
             Refusal::RevisionNotApproved { .. } => "revision_not_approved",
             Refusal::Revoked { .. } => "revoked",
             Refusal::Expired { .. } => "expired",
+            Refusal::Untrusted { .. } => "untrusted",
             Refusal::Verification { .. } => "verification",
             Refusal::Signature { .. } => "signature",
             Refusal::Licence { .. } => "licence",
@@ -180,6 +192,11 @@ impl fmt::Display for Refusal {
             Refusal::RevisionNotApproved { name, asked, approved } => write!(
                 f,
                 "airlock: revision {asked} of {name} is not approved (approved: {approved})"
+            ),
+            Refusal::Untrusted { name, approval, why } => write!(
+                f,
+                "airlock: approval {approval} of {name} no longer counts: {why}; ask your \
+                 model-governance team to approve it again with a current key"
             ),
             Refusal::Revoked { name, approval, by, reason } => {
                 write!(f, "airlock: approval {approval} of {name} was revoked by {by}: {reason}")

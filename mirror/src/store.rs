@@ -126,7 +126,7 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), MirrorError> {
 const HEADROOM: u64 = 64 << 20;
 
 /// Takes the data directory's lock file (`airlock.lock`), without waiting.
-fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, MirrorError> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, MirrorError> {
     let path = data_dir.join("airlock.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -228,6 +228,9 @@ impl Store {
         let manifests = data_dir.join("manifests");
         std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
         let lock = lock_data_dir(data_dir)?;
+        // Before anything below creates or reads a directory: a newer or unmigrated layout is
+        // refused here, untouched.
+        crate::format::check(data_dir)?;
         for dir in [&blobs, &manifests] {
             std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
         }

@@ -40,6 +40,26 @@ use verifier::Digest;
 pub const MAX_LINE: usize = 64 * 1024;
 
 const DOMAIN: &[u8] = b"airlock-audit-v1\n";
+const HANDOVER_DOMAIN: &[u8] = b"airlock-audit-handover-v1\n";
+
+/// What the new key signs in a hand-over: its own PEM, the old key, and the line's place in the
+/// chain, so the endorsement cannot be replayed at another point or in another log.
+fn handover_message(
+    new_key: &str,
+    old_key: &KeyId,
+    prev: &str,
+    seq: u64,
+) -> Result<Vec<u8>, SigningError> {
+    let body = serde_json::json!({
+        "new_key": new_key,
+        "old_key": old_key.to_string(),
+        "prev": prev,
+        "seq": seq,
+    });
+    let mut m = HANDOVER_DOMAIN.to_vec();
+    m.extend_from_slice(&canonical::bytes(body)?);
+    Ok(m)
+}
 
 /// Something worth a line in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +159,16 @@ pub enum AuditEvent {
         reason: String,
         /// Who revoked it.
         revoked_by: String,
+    },
+    /// The mirror's key was handed over (`airlock rotate-key`). The line is signed by the old key;
+    /// `endorsement` is the new key's signature over the hand-over (see [`AuditLog::hand_over`]),
+    /// so both keys sign it. Every later line must be signed by the new key.
+    KeyHandover {
+        /// The new key (SubjectPublicKeyInfo PEM).
+        new_key: String,
+        /// The new key's signature (hex) over `airlock-audit-handover-v1\n` and the canonical
+        /// JSON of `{"new_key", "old_key", "prev", "seq"}` of this line.
+        endorsement: String,
     },
     /// An operator cut a torn last line off the log (`airlock audit recover`).
     TornTailCut {
@@ -292,6 +322,18 @@ pub enum ProblemKind {
         /// The key id the line names.
         key: KeyId,
     },
+    /// Signed by a trusted key that had handed over to another before this line.
+    RetiredKey {
+        /// The key id the line names.
+        key: KeyId,
+        /// The key that signs lines at this point.
+        active: KeyId,
+    },
+    /// A key hand-over whose new key or endorsement does not verify.
+    BadHandover {
+        /// What is wrong.
+        detail: &'static str,
+    },
 }
 
 impl fmt::Display for ProblemKind {
@@ -321,6 +363,11 @@ impl fmt::Display for ProblemKind {
             ProblemKind::BadSignature { key } => {
                 write!(f, "signature by key {key} does not verify: the line was edited")
             }
+            ProblemKind::RetiredKey { key, active } => write!(
+                f,
+                "signed by key {key}, which had handed over to key {active} earlier in the log"
+            ),
+            ProblemKind::BadHandover { detail } => write!(f, "key hand-over: {detail}"),
         }
     }
 }
@@ -491,10 +538,41 @@ impl AuditLog {
         }
     }
 
+    /// Hands the log over to `new`: appends a [`AuditEvent::KeyHandover`] signed by this log's key
+    /// and endorsed by `new`, and returns its `seq` once durable. Later lines must be written by an
+    /// [`AuditLog`] opened with `new`; this one should be dropped.
+    pub fn hand_over(&self, new: &KeyPair, time: Timestamp) -> Result<u64, SigningError> {
+        let new_key = new.public().to_pem()?;
+        let seq = {
+            let mut tail = self.tail.lock().map_err(|_| self.broken())?;
+            if tail.broken {
+                return Err(self.broken());
+            }
+            let message =
+                handover_message(&new_key, &self.key_id, &hex::encode(tail.prev), tail.seq + 1)?;
+            let event = AuditEvent::KeyHandover {
+                new_key,
+                endorsement: hex::encode(new.sign(&message).to_bytes()),
+            };
+            self.write_locked(&mut tail, &event, time)?
+        };
+        self.sync_through(seq)?;
+        Ok(seq)
+    }
+
     /// Writes one entry (not yet fsynced) and returns its `seq`.
     fn write(&self, event: &AuditEvent, time: Timestamp) -> Result<u64, SigningError> {
         // A poisoned lock means a writer panicked mid-append; the tail may not match the file.
         let mut tail = self.tail.lock().map_err(|_| self.broken())?;
+        self.write_locked(&mut tail, event, time)
+    }
+
+    fn write_locked(
+        &self,
+        tail: &mut Tail,
+        event: &AuditEvent,
+        time: Timestamp,
+    ) -> Result<u64, SigningError> {
         if tail.broken {
             return Err(self.broken());
         }
@@ -589,6 +667,11 @@ impl fmt::Debug for AuditLog {
 /// log is an `Ok` outcome with `ok: false`.
 pub fn verify(path: &Path, trusted: &[PublicKey]) -> Result<VerifyOutcome, SigningError> {
     let mut lines = open_lines(path)?;
+    // Hand-overs add their new key, and from then on only the active key may sign.
+    let mut keys = Keys {
+        trusted: trusted.to_vec(),
+        active: None,
+    };
     let mut prev = [0u8; 32];
     let mut head = None;
     let mut entries = 0;
@@ -599,7 +682,9 @@ pub fn verify(path: &Path, trusted: &[PublicKey]) -> Result<VerifyOutcome, Signi
         let checked = match raw {
             RawLine::TooLong => Err(ProblemKind::TooLong),
             RawLine::Incomplete => Err(ProblemKind::Incomplete),
-            RawLine::Complete(bytes) => check_line(&bytes, line_no, &prev, trusted).map(|()| bytes),
+            RawLine::Complete(bytes) => {
+                check_line(&bytes, line_no, &prev, &mut keys).map(|()| bytes)
+            }
         };
         match checked {
             Ok(bytes) => {
@@ -631,12 +716,56 @@ pub fn verify(path: &Path, trusted: &[PublicKey]) -> Result<VerifyOutcome, Signi
     })
 }
 
+/// The keys [`verify`] accepts as it walks the log.
+struct Keys {
+    trusted: Vec<PublicKey>,
+    /// The key of the lines so far (the first line's, then each hand-over's new key).
+    active: Option<KeyId>,
+}
+
 fn check_line(
     bytes: &[u8],
     line_no: u64,
     prev: &[u8; 32],
-    trusted: &[PublicKey],
+    keys: &mut Keys,
 ) -> Result<(), ProblemKind> {
+    let raw = check_signed_line(bytes, line_no, prev, &keys.trusted)?;
+    if let Some(active) = &keys.active {
+        if *active != raw.key {
+            return Err(ProblemKind::RetiredKey {
+                key: raw.key,
+                active: active.clone(),
+            });
+        }
+    }
+    keys.active = Some(raw.key.clone());
+    if raw.event.get("kind").and_then(Value::as_str) == Some("key_handover") {
+        let bad = |detail| ProblemKind::BadHandover { detail };
+        let field = |k: &str| raw.event.get(k).and_then(Value::as_str);
+        let (Some(pem), Some(endorsement)) = (field("new_key"), field("endorsement")) else {
+            return Err(bad("new_key or endorsement missing"));
+        };
+        let new = PublicKey::from_pem(pem).map_err(|_| bad("new_key is not an Ed25519 key"))?;
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(endorsement, &mut sig)
+            .map_err(|_| bad("endorsement is not 128 hex digits"))?;
+        let message = handover_message(pem, &raw.key, &raw.prev, raw.seq)
+            .map_err(|_| bad("cannot encode"))?;
+        if !new.verifies(&message, &Signature::from_bytes(&sig)) {
+            return Err(bad("the new key's endorsement does not verify"));
+        }
+        keys.active = Some(new.id());
+        keys.trusted.push(new);
+    }
+    Ok(())
+}
+
+fn check_signed_line(
+    bytes: &[u8],
+    line_no: u64,
+    prev: &[u8; 32],
+    trusted: &[PublicKey],
+) -> Result<RawEntry, ProblemKind> {
     let raw: RawEntry = serde_json::from_slice(bytes).map_err(|e| ProblemKind::NotAnEntry {
         detail: e.to_string(),
     })?;
@@ -668,7 +797,7 @@ fn check_line(
     for key in trusted.iter().filter(|k| k.id() == raw.key) {
         known = true;
         if key.verifies(&message, &signature) {
-            return Ok(());
+            return Ok(raw);
         }
     }
     if known {
@@ -1024,6 +1153,54 @@ fn count_lines(path: &Path) -> Result<u64, SigningError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_follows_a_key_hand_over_and_refuses_the_old_key_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (old, new) = (mirror_key(), KeyPair::from_seed(&[9; 32]));
+        let t = Timestamp::from_unix(0).unwrap();
+        let event = AuditEvent::ConfigReload {
+            sha256: Digest::of(b""),
+        };
+        {
+            let log = AuditLog::open(&path, mirror_key()).unwrap();
+            log.append(&event, t).unwrap();
+            assert_eq!(log.hand_over(&new, t).unwrap(), 2);
+        }
+        let log = AuditLog::open(&path, KeyPair::from_seed(&[9; 32])).unwrap();
+        log.append(&event, t).unwrap();
+        drop(log);
+        // Only the first key is needed: the hand-over vouches for the next.
+        let out = verify(&path, &[old.public()]).unwrap();
+        assert!(out.ok && out.entries == 3, "{:?}", out.first_problem);
+        // The old key may not sign after it handed over, even though it is trusted.
+        AuditLog::open(&path, mirror_key())
+            .unwrap()
+            .append(&event, t)
+            .unwrap();
+        let p = verify(&path, &[old.public()]).unwrap().first_problem.unwrap();
+        assert_eq!(p.line, 4);
+        assert!(matches!(p.kind, ProblemKind::RetiredKey { .. }), "{p}");
+    }
+
+    #[test]
+    fn a_hand_over_without_the_new_keys_endorsement_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let new = KeyPair::from_seed(&[9; 32]);
+        let log = AuditLog::open(&path, mirror_key()).unwrap();
+        let forged = AuditEvent::KeyHandover {
+            new_key: new.public().to_pem().unwrap(),
+            endorsement: hex::encode([0u8; 64]),
+        };
+        log.append(&forged, Timestamp::from_unix(0).unwrap()).unwrap();
+        let p = verify(&path, &[mirror_key().public()])
+            .unwrap()
+            .first_problem
+            .unwrap();
+        assert!(matches!(p.kind, ProblemKind::BadHandover { .. }), "{p}");
+    }
 
     fn mirror_key() -> KeyPair {
         KeyPair::from_seed(&[3; 32])

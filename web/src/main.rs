@@ -17,6 +17,7 @@ mod ops;
 mod origin;
 mod request;
 mod ui;
+mod tls;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]
@@ -35,6 +36,8 @@ enum Command {
     /// Check the data directory: blobs hash to their names, index records reach existing blobs
     /// (server stopped; exit 0 consistent, 1 problems; --repair removes what cannot be vouched for).
     Fsck(cmd::fsck::FsckArgs),
+    /// Bring a data directory written by an older airlock to this version's format (server stopped).
+    Migrate(cmd::migrate::MigrateArgs),
     /// Evict least-recently-served blobs down to [store] max_bytes (server stopped; serve does
     /// this by itself); approved and pinned blobs stay unless --force.
     Gc(cmd::gc::GcArgs),
@@ -50,6 +53,8 @@ enum Command {
     Requests(cmd::gov::RequestsArgs),
     /// Sign and send a revocation of an approval; serving stops at once.
     Revoke(cmd::gov::RevokeArgs),
+    /// Replace the mirror's own key (audit log, bundles); the log records the hand-over (server stopped).
+    RotateKey(cmd::rotate::RotateKeyArgs),
     /// Check, export and query the audit log (verify: exit 0 ok, 1 tampered).
     Audit(cmd::gov::AuditArgs),
     /// Export or import signed approval record files.
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Reindex(args) => cmd::reindex::run(args),
         Command::Fsck(args) => cmd::fsck::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
         Command::Gc(args) => cmd::gc::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Verify(args) => cmd::verify::run(args),
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => cmd::gov::approve(args),
         Command::Requests(args) => cmd::gov::requests(args),
         Command::Revoke(args) => cmd::gov::revoke(args),
+        Command::RotateKey(args) => cmd::rotate::run(args),
         Command::Audit(args) => cmd::gov::audit(args),
         Command::Approvals(args) => cmd::gov::approvals(args),
         Command::Export(args) => cmd::airgap::export(args),

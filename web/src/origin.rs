@@ -17,6 +17,8 @@ pub struct Origin {
     public_url: Option<String>,
     /// `trusted_proxies`.
     trusted: Vec<ProxyNet>,
+    /// The listener speaks TLS: URLs default to https (a trusted proxy's header still decides).
+    tls: bool,
 }
 
 /// A scheme and authority that passed the checks.
@@ -34,6 +36,22 @@ impl Origin {
         Origin {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             trusted: trusted.to_vec(),
+            tls: false,
+        }
+    }
+
+    /// Marks the listener as HTTPS (`[tls]` on).
+    pub fn with_tls(mut self, tls: bool) -> Origin {
+        self.tls = tls;
+        self
+    }
+
+    /// The scheme of this listener.
+    pub fn own_scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -42,17 +60,23 @@ impl Origin {
         if let Some(u) = &self.public_url {
             return u.clone();
         }
-        let b = self.asked(req).unwrap_or_else(|| local(req));
+        let b = self
+            .asked(req)
+            .unwrap_or_else(|| local(req, self.own_scheme()));
         format!("{}://{}", b.scheme, b.authority)
+    }
+
+    /// Whether the request came from a trusted proxy (whose forwarding headers count).
+    pub fn via_proxy(&self, req: &HttpRequest) -> bool {
+        req.peer_addr()
+            .is_some_and(|p| self.trusted.iter().any(|n| n.contains(p.ip())))
     }
 
     /// The scheme and authority the client used, if they pass the checks (forwarding headers
     /// count only from a trusted proxy).
     pub fn asked(&self, req: &HttpRequest) -> Option<Base> {
         let headers = req.headers();
-        let via_proxy = req
-            .peer_addr()
-            .is_some_and(|p| self.trusted.iter().any(|n| n.contains(p.ip())));
+        let via_proxy = self.via_proxy(req);
         let (scheme, host) = if via_proxy {
             forwarded(headers)
         } else {
@@ -65,7 +89,7 @@ impl Origin {
                 .or_else(|| req.uri().authority().map(|a| a.to_string()))?,
         };
         let scheme = match scheme.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None => "http",
+            None => self.own_scheme(),
             Some("http") => "http",
             Some("https") => "https",
             Some(_) => return None,
@@ -78,16 +102,13 @@ impl Origin {
 }
 
 /// The address the connection arrived on: always reachable by this client, never client-written.
-fn local(req: &HttpRequest) -> Base {
+fn local(req: &HttpRequest, scheme: &'static str) -> Base {
     let authority = match req.conn_data::<LocalAddr>().map(|l| l.0) {
         Some(std::net::SocketAddr::V4(a)) => a.to_string(),
         Some(std::net::SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
         None => "127.0.0.1".into(),
     };
-    Base {
-        scheme: "http",
-        authority,
-    }
+    Base { scheme, authority }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

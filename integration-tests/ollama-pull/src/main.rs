@@ -25,6 +25,8 @@
 //! otherwise is not retried (ollama retries 6 times with 2^n s backoff, which would only slow
 //! failing tests down).
 //! `--min-part-size` lowers ollama's 100 MB minimum so that small test blobs still split into 16.
+//! Over https the roots are the bundled ones, or, when `SSL_CERT_FILE` names a PEM file, exactly
+//! the certificates in it: how Go (and so ollama) on Linux replaces the system roots.
 //!
 //! Exit codes: 0 pulled, 1 the pull failed (`Error: …` on stderr), 2 bad usage.
 
@@ -306,12 +308,31 @@ impl Puller {
         let scheme = if args.insecure { "http" } else { "https" };
         let base =
             Url::parse(&format!("{scheme}://{}/", args.name.host)).context("registry URL")?;
-        let registry = Client::builder()
+        let roots = match std::env::var_os("SSL_CERT_FILE") {
+            Some(path) => {
+                let pem = std::fs::read(&path)
+                    .with_context(|| format!("SSL_CERT_FILE {}", Path::new(&path).display()))?;
+                Some(reqwest::Certificate::from_pem_bundle(&pem).context("SSL_CERT_FILE")?)
+            }
+            None => None,
+        };
+        let builder = || {
+            let b = Client::builder();
+            match &roots {
+                Some(certs) => certs
+                    .iter()
+                    .fold(b.tls_built_in_root_certs(false), |b, c| {
+                        b.add_root_certificate(c.clone())
+                    }),
+                None => b,
+            }
+        };
+        let registry = builder()
             .user_agent(OLLAMA_USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(STALL)
             .build()?;
-        let resolver = Client::builder()
+        let resolver = builder()
             .user_agent(OLLAMA_USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(STALL)
@@ -331,7 +352,7 @@ impl Puller {
                 }
             }))
             .build()?;
-        let plain = Client::builder()
+        let plain = builder()
             .user_agent(GO_USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(STALL)

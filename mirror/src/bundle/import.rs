@@ -486,11 +486,13 @@ fn check_and_commit(
         small.insert(item.sha256, out);
     }
 
-    // 5. Approvals and revocations, against this side's governance keys only.
-    let mut gov_keys = Vec::new();
-    for p in &cfg.governance.keys {
-        gov_keys.push(PublicKey::read(p).map_err(signing_err)?);
-    }
+    // 5. Approvals and revocations, against this side's governance keys only (a revoked key's
+    // records count only from before its revocation, as at serving time).
+    let keyring = crate::governance::keyring::Keyring::load(
+        &cfg.governance.keys,
+        &cfg.governance.revoked_keys,
+    )?;
+    let gov_keys = keyring.for_loading();
     let mut approvals = Vec::new();
     let mut revocations = Vec::new();
     for item in &m.items {
@@ -506,6 +508,9 @@ fn check_and_commit(
                         format!("{e} on this mirror ([governance] keys)"),
                     )
                 })?;
+                keyring
+                    .check(s.signed_by(), s.record().approved_at)
+                    .map_err(|why| bad(format!("approval {id}"), why))?;
                 approvals.push((id, s));
             }
             ItemKind::Revocation => {
@@ -517,6 +522,9 @@ fn check_and_commit(
                         format!("{e} on this mirror ([governance] keys)"),
                     )
                 })?;
+                keyring
+                    .check(s.signed_by(), s.record().revoked_at)
+                    .map_err(|why| bad(label("revocation"), why))?;
                 revocations.push(s);
             }
             _ => {}

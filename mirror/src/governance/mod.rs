@@ -5,8 +5,10 @@
 
 mod budget;
 mod downloads;
+pub(crate) mod keyring;
 mod licence;
 mod requests;
+pub mod rotate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +73,60 @@ pub enum Verdict {
 struct Index {
     by_name: HashMap<(Source, String), Vec<Arc<Approval>>>,
     rejected: Vec<(PathBuf, String)>,
+    /// Approvals that parse but whose signer no longer counts (a key removed from
+    /// `[governance] keys`, or revoked before the record's time): (id, why), per name. They cover
+    /// nothing; they only let the refusal say why.
+    untrusted: HashMap<(Source, String), Vec<(String, String)>>,
+}
+
+impl Index {
+    /// The refusal for a name whose only approvals no longer count, if that is the case.
+    fn untrusted(&self, source: Source, name: &str) -> Verdict {
+        match self
+            .untrusted
+            .get(&(source, name.to_ascii_lowercase()))
+            .and_then(|v| v.last())
+        {
+            Some((approval, why)) => Verdict::Refused(Refusal::Untrusted {
+                name: name.to_owned(),
+                approval: approval.clone(),
+                why: why.clone(),
+            }),
+            None => Verdict::NoApprovals,
+        }
+    }
+
+    /// Notes a record file rejected for its signer under the name it states. The file was read
+    /// and parsed once already; it is read again only on this (rare, logged) path, bounded.
+    fn note_untrusted(&mut self, path: &std::path::Path, why: String) {
+        let parsed = std::fs::File::open(path).ok().and_then(|f| {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            f.take(16 << 20).read_to_end(&mut bytes).ok()?;
+            SignedApproval::from_json(&bytes).ok()
+        });
+        if let Some(a) = parsed {
+            if let Ok(id) = a.id() {
+                self.untrusted
+                    .entry((a.record().source, a.record().name.to_ascii_lowercase()))
+                    .or_default()
+                    .push((id.to_string(), why));
+            }
+        }
+    }
+
+    /// Rejects a verified approval whose key was revoked before it was signed.
+    fn reject_untrusted(&mut self, dir: &std::path::Path, a: &SignedApproval, why: String) {
+        let path = dir.join(a.file_name().unwrap_or_default());
+        tracing::error!(path = %path.display(), error = %why, "approval record rejected");
+        if let Ok(id) = a.id() {
+            self.untrusted
+                .entry((a.record().source, a.record().name.to_ascii_lowercase()))
+                .or_default()
+                .push((id.to_string(), why.clone()));
+        }
+        self.rejected.push((path, why));
+    }
 }
 
 /// Why a governance operation failed (a bad record from an admin is a client error).
@@ -89,7 +145,7 @@ pub enum GovError {
 
 /// The governance state of one mirror.
 pub struct Governance {
-    trusted: Vec<PublicKey>,
+    keys: keyring::Keyring,
     approvals_dir: PathBuf,
     data_dir: PathBuf,
     index: RwLock<Index>,
@@ -126,10 +182,7 @@ impl Governance {
     /// (generated on first start), the audit log and the approval records.
     pub fn open(cfg: &Config, store: Arc<Store>) -> Result<Governance, MirrorError> {
         let data_dir = &cfg.data_dir;
-        let mut trusted = Vec::new();
-        for path in &cfg.governance.keys {
-            trusted.push(PublicKey::read(path).map_err(signing_err)?);
-        }
+        let keys = keyring::Keyring::load(&cfg.governance.keys, &cfg.governance.revoked_keys)?;
         let key = mirror_key(data_dir)?;
         let audit = AuditLog::open(&data_dir.join("audit.log"), key).map_err(signing_err)?;
         let approvals_dir = data_dir.join("approvals");
@@ -138,12 +191,20 @@ impl Governance {
             .governance
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.listen))
+            // Without a public_url the review link names the listener, in the scheme it speaks.
+            .unwrap_or_else(|| {
+                let scheme = if cfg.tls.files().is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", cfg.listen)
+            })
             .trim_end_matches('/')
             .to_owned();
         let request_records = store.requests.len();
         let gov = Governance {
-            trusted,
+            keys,
             approvals_dir,
             data_dir: data_dir.to_owned(),
             index: RwLock::new(Index::default()),
@@ -180,15 +241,45 @@ impl Governance {
     /// (Re)loads every record in `approvals/`. Records that do not verify are rejected loudly
     /// (logged, listed by the admin API) and cover nothing.
     pub fn reload(&self) -> Result<(usize, usize), MirrorError> {
+        let loading = self.keys.for_loading();
         let (approvals, bad) =
-            signing::load_dir(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+            signing::load_dir(&self.approvals_dir, &loading).map_err(signing_err)?;
         let (revocations, bad_rev) =
-            signing::load_revocations(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+            signing::load_revocations(&self.approvals_dir, &loading).map_err(signing_err)?;
         let mut index = Index::default();
-        for (path, e) in bad.into_iter().chain(bad_rev) {
+        for (path, e) in bad {
+            if let signing::SigningError::UnknownSigner { .. } = e {
+                index.note_untrusted(&path, e.to_string());
+            }
             tracing::error!(path = %path.display(), error = %e, "approval record rejected");
             index.rejected.push((path, e.to_string()));
         }
+        for (path, e) in bad_rev {
+            tracing::error!(path = %path.display(), error = %e, "approval record rejected");
+            index.rejected.push((path, e.to_string()));
+        }
+        // Signed by a revoked key at or after its revocation: rejected like an unknown signer.
+        let approvals: Vec<_> = approvals
+            .into_iter()
+            .filter(|a| {
+                let verdict = self.keys.check(a.signed_by(), a.record().approved_at);
+                verdict
+                    .map_err(|why| index.reject_untrusted(&self.approvals_dir, a, why))
+                    .is_ok()
+            })
+            .collect();
+        let revocations: Vec<_> = revocations
+            .into_iter()
+            .filter(|r| match self.keys.check(r.signed_by(), r.record().revoked_at) {
+                Ok(()) => true,
+                Err(why) => {
+                    let path = self.approvals_dir.join(r.file_name().unwrap_or_default());
+                    tracing::error!(path = %path.display(), error = %why, "revocation record rejected");
+                    index.rejected.push((path, why));
+                    false
+                }
+            })
+            .collect();
         let mut revoked: HashMap<String, RevocationRecord> = HashMap::new();
         for r in &revocations {
             let rec = r.record().clone();
@@ -229,7 +320,7 @@ impl Governance {
     pub fn decide(&self, source: Source, name: &str, asked: &str) -> Verdict {
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let Some(all) = index.by_name.get(&(source, name.to_ascii_lowercase())) else {
-            return Verdict::NoApprovals;
+            return index.untrusted(source, name);
         };
         let now = now();
         let usable = |a: &&Arc<Approval>| a.revoked.is_none() && !a.record.is_expired(now);
@@ -305,7 +396,7 @@ impl Governance {
     pub fn blob_verdict(&self, source: Source, name: &str, digest: &verifier::Digest) -> Verdict {
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let Some(all) = index.by_name.get(&(source, name.to_ascii_lowercase())) else {
-            return Verdict::NoApprovals;
+            return index.untrusted(source, name);
         };
         let now = now();
         let pins = |a: &&Arc<Approval>| {
@@ -444,8 +535,8 @@ impl Governance {
 
     /// Every revocation record that verifies against the trusted keys, as signed.
     pub(crate) fn signed_revocations(&self) -> Result<Vec<SignedRevocation>, MirrorError> {
-        let (good, _) =
-            signing::load_revocations(&self.approvals_dir, &self.trusted).map_err(signing_err)?;
+        let (good, _) = signing::load_revocations(&self.approvals_dir, &self.keys.for_loading())
+            .map_err(signing_err)?;
         Ok(good)
     }
 
@@ -491,7 +582,7 @@ impl Governance {
         let signed =
             SignedApproval::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
         let record = signed
-            .verify(&self.trusted)
+            .verify(self.keys.current())
             .map_err(|e| GovError::Rejected(e.to_string()))?
             .clone();
         if !record.license_override && !self.licence_allowed(record.license.as_deref()) {
@@ -521,7 +612,7 @@ impl Governance {
         let signed =
             SignedRevocation::from_json(json).map_err(|e| GovError::Rejected(e.to_string()))?;
         let record = signed
-            .verify(&self.trusted)
+            .verify(self.keys.current())
             .map_err(|e| GovError::Rejected(e.to_string()))?
             .clone();
         let known = {
@@ -571,8 +662,22 @@ impl Governance {
 /// first start with `mirror.pub` beside it.
 pub(crate) fn mirror_key(data_dir: &Path) -> Result<KeyPair, MirrorError> {
     let path = data_dir.join("mirror.key");
+    if data_dir.join(rotate::PENDING).exists() {
+        // Appending with either key now could put a line the chain does not allow.
+        return Err(MirrorError::Config(format!(
+            "{}: a mirror key rotation was interrupted; run `airlock rotate-key --data-dir {}` to finish it",
+            data_dir.display(),
+            data_dir.display()
+        )));
+    }
     if path.exists() {
-        return KeyPair::read_private(&path).map_err(signing_err);
+        let key = KeyPair::read_private(&path).map_err(signing_err)?;
+        // A crash between the two renames of a rotation leaves the old mirror.pub: put it right.
+        let pub_path = data_dir.join("mirror.pub");
+        if PublicKey::read(&pub_path).map(|p| p.id()).ok() != Some(key.public().id()) {
+            rotate::replace_public(&key.public(), &pub_path)?;
+        }
+        return Ok(key);
     }
     std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
     let key = KeyPair::generate().map_err(signing_err)?;

@@ -174,8 +174,8 @@ impl Mirror {
                 *upstream = "http://127.0.0.1:9".into();
             }
         }
-        let hf = Arc::new(HfUpstream::new(&hf_cfg, metrics.clone())?);
-        let oci = Arc::new(OciUpstream::new(&oci_cfg, metrics.clone())?);
+        let hf = Arc::new(HfUpstream::new(&hf_cfg, &cfg.upstream, metrics.clone())?);
+        let oci = Arc::new(OciUpstream::new(&oci_cfg, &cfg.upstream, metrics.clone())?);
         let trust = crate::trust::Trust::new(&cfg.trust)?;
         // Download windows close on a timer, so a count is written even if no request follows.
         let window = cfg.governance.download_audit_window_secs.unwrap_or(60);

@@ -67,13 +67,19 @@ pub struct HfUpstream {
 }
 
 impl HfUpstream {
-    /// Builds the client from `[huggingface]`; its requests are counted in `metrics`.
+    /// Builds the client from `[huggingface]` and `[upstream]`; its requests are counted in
+    /// `metrics`.
     pub fn new(
         cfg: &HfConfig,
+        net: &crate::config::UpstreamConfig,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<HfUpstream, MirrorError> {
-        let (base, client) =
-            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "huggingface.upstream")?;
+        let (base, client) = super::base_and_client(
+            &cfg.upstream,
+            &cfg.redirect_hosts,
+            "huggingface.upstream",
+            net,
+        )?;
         Ok(HfUpstream {
             client,
             base,

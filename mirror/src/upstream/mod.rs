@@ -1,10 +1,13 @@
 //! Upstream clients: the only code that talks to the network. One `reqwest::Client` per upstream,
 //! built at start-up; redirects are followed only to the upstream's own origin and to the
-//! configured `redirect_hosts`.
+//! configured `redirect_hosts`. Every client is built by [`client`], so `[upstream]` (proxy, extra
+//! roots) applies to all of them: the Hub API, the CDN it redirects to, and the OCI registry. The
+//! redirect check looks at the URL asked for, so it holds through a proxy as well.
 
 pub mod hf;
 pub mod oci;
 
+use crate::config::UpstreamConfig;
 use crate::error::MirrorError;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -56,6 +59,7 @@ pub(crate) fn base_and_client(
     upstream: &str,
     redirect_hosts: &[String],
     key: &str,
+    net: &UpstreamConfig,
 ) -> Result<(url::Url, reqwest::Client), MirrorError> {
     let base = url::Url::parse(upstream.trim_end_matches('/'))
         .map_err(|e| MirrorError::Config(format!("{key}: {e}")))?;
@@ -63,11 +67,14 @@ pub(crate) fn base_and_client(
         return Err(MirrorError::Config(format!("{key} must be http(s)")));
     }
     let hosts = HostList::new(&base, redirect_hosts)?;
-    Ok((base, client(hosts)?))
+    Ok((base, client(hosts, net)?))
 }
 
-/// Builds a client whose redirect policy enforces `hosts`.
-pub(crate) fn client(hosts: HostList) -> Result<reqwest::Client, MirrorError> {
+/// Builds a client whose redirect policy enforces `hosts`, connecting as `[upstream]` says.
+pub(crate) fn client(
+    hosts: HostList,
+    net: &UpstreamConfig,
+) -> Result<reqwest::Client, MirrorError> {
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 10 {
             attempt.error("too many redirects")
@@ -82,13 +89,44 @@ pub(crate) fn client(hosts: HostList) -> Result<reqwest::Client, MirrorError> {
             attempt.error(shown)
         }
     });
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
+        // The bundled Mozilla roots always; the system store only when asked for (the feature
+        // that can read it would otherwise turn it on by default).
+        .tls_built_in_webpki_certs(true)
+        .tls_built_in_native_certs(net.use_system_roots);
+    for path in &net.ca_files {
+        for cert in read_roots(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some(proxy) = &net.proxy {
+        // Without this, reqwest reads HTTPS_PROXY / HTTP_PROXY / ALL_PROXY itself; NO_PROXY
+        // applies either way.
+        let p = reqwest::Proxy::all(proxy)
+            .map_err(|e| MirrorError::Config(format!("[upstream] proxy = {proxy:?}: {e}")))?
+            .no_proxy(reqwest::NoProxy::from_env());
+        builder = builder.proxy(p);
+    }
+    builder
         .redirect(policy)
         .connect_timeout(std::time::Duration::from_secs(10))
         .read_timeout(std::time::Duration::from_secs(30))
         .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| MirrorError::Config(format!("HTTP client: {e}")))
+}
+
+/// The certificates of one `[upstream] ca_files` entry (PEM, one or more).
+fn read_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, MirrorError> {
+    let pem = std::fs::read(path).map_err(MirrorError::io(path))?;
+    let bad = |why: String| {
+        MirrorError::Config(format!("[upstream] ca_files: {}: {why}", path.display()))
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// Describes a reqwest error for a client-visible message: a short category, plus our own
@@ -110,6 +148,21 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
         } else {
             "redirect refused".into()
         };
+    }
+    // rustls says "invalid peer certificate: UnknownIssuer" (or NotValidForName, Expired, …):
+    // the one failure the operator fixes in config, so it is named, with the fix.
+    if let Some(at) = chain.find("invalid peer certificate") {
+        let why = chain[at..]
+            .split(": ")
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(": ");
+        let host = e.url().and_then(|u| u.host_str()).unwrap_or("?");
+        tracing::warn!(host, cause = %chain, "upstream TLS certificate refused");
+        return format!(
+            "TLS certificate of {host} not trusted ({why}); if a proxy re-signs TLS, add its CA \
+             to [upstream] ca_files"
+        );
     }
     if e.is_timeout() {
         "timed out".into()

@@ -41,13 +41,14 @@ pub struct OciUpstream {
 }
 
 impl OciUpstream {
-    /// Builds the client from `[ollama]`; its requests are counted in `metrics`.
+    /// Builds the client from `[ollama]` and `[upstream]`; its requests are counted in `metrics`.
     pub fn new(
         cfg: &OllamaConfig,
+        net: &crate::config::UpstreamConfig,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<OciUpstream, MirrorError> {
         let (base, client) =
-            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "ollama.upstream")?;
+            super::base_and_client(&cfg.upstream, &cfg.redirect_hosts, "ollama.upstream", net)?;
         Ok(OciUpstream {
             client,
             base,

@@ -813,7 +813,7 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 
 // ---- audit -----------------------------------------------------------------------------------------------
 
-fn data_dir(data: &DataArgs) -> anyhow::Result<PathBuf> {
+pub(crate) fn data_dir(data: &DataArgs) -> anyhow::Result<PathBuf> {
     if let Some(d) = &data.data_dir {
         return Ok(d.clone());
     }
@@ -834,7 +834,20 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         AuditCmd::Verify { log, key, data } => {
             let path = log_path(log, &data)?;
             let keys = if key.is_empty() {
-                vec![data_dir(&data)?.join("mirror.pub")]
+                // The current key and every retired one (`airlock rotate-key`); the log's
+                // hand-overs decide which of them may sign where.
+                let dir = data_dir(&data)?;
+                let mut keys = vec![dir.join("mirror.pub")];
+                let retired = dir.join(mirror::governance::rotate::RETIRED_DIR);
+                if let Ok(entries) = std::fs::read_dir(&retired) {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+                        .collect();
+                    found.sort();
+                    keys.extend(found);
+                }
+                keys
             } else {
                 key
             };

@@ -48,6 +48,8 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   stall_timeout_secs = 60                            fail a fetch below 1 KiB/s for this long
   [governance]
   keys = [\"/etc/airlock/governance.pub\"]             trusted approval-signing keys
+  [[governance.revoked_keys]]                        key = \"old.pub\", since = \"<RFC 3339>\": records
+                                                     signed from then on no longer count
   admin_token_file = \"/run/secrets/airlock-admin\"    enables /admin (or admin_token = \"...\")
   public_url = \"https://airlock.example\"             shown in \"request … pending review at …\"
   prefetch_requests = true                           fetch + scan requested versions in background
@@ -88,6 +90,14 @@ Config keys (TOML; every key optional; deploy/airlock.example.toml explains each
   level = \"info\"                                    a tracing filter (RUST_LOG wins)
   [metrics]
   token_file = \"/run/secrets/airlock-metrics\"      bearer token /metrics requires (or token)
+  [tls]
+  cert_file = \"/etc/airlock/tls/airlock.crt\"        serve HTTPS (PEM; reloaded on SIGHUP or change)
+  key_file = \"/etc/airlock/tls/airlock.key\"
+  plain_listen = \"0.0.0.0:8081\"                     plain HTTP for GET /healthz only
+  [upstream]
+  proxy = \"http://proxy.corp:3128\"                  else HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply
+  ca_files = [\"/etc/airlock/corp-root.pem\"]         extra roots (a TLS-inspecting proxy's CA)
+  use_system_roots = false                           also trust the OS certificate store
 
 Environment overrides (higher precedence than the file; flags are higher still):
   AIRLOCK_LISTEN, AIRLOCK_DATA_DIR, AIRLOCK_HF_UPSTREAM, AIRLOCK_HF_REDIRECT_HOSTS (comma-separated),
@@ -151,10 +161,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let http_metrics = web::Data::new(crate::ops::HttpMetrics::default());
     let metrics_token = web::Data::new(crate::ops::MetricsToken(cfg.metrics.token.clone()));
     let ui = web::Data::new(crate::ui::Ui::new(&cfg, clients)?);
+    let tls = match (cfg.tls.files(), cfg.tls.plain_listen) {
+        (Some((cert, key)), _) => Some(crate::tls::CertStore::open(cert, key)?),
+        (None, None) if cfg.tls.cert_file.is_none() && cfg.tls.key_file.is_none() => None,
+        (None, _) => anyhow::bail!(
+            "[tls] needs both cert_file and key_file (plain_listen only goes with them)"
+        ),
+    };
+    if let Some(store) = &tls {
+        crate::tls::watch(store.clone(), engine.handle());
+    }
+    let plain_listen = cfg.tls.plain_listen;
     let origin =
-        crate::origin::Origin::new(cfg.governance.public_url.as_deref(), &cfg.trusted_proxies);
+        crate::origin::Origin::new(cfg.governance.public_url.as_deref(), &cfg.trusted_proxies)
+            .with_tls(tls.is_some());
     let result = actix_web::rt::System::new().block_on(async move {
-        HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             let oci = oci.clone();
             App::new()
                 .app_data(data.clone())
@@ -175,21 +197,46 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .configure(|c| crate::hf::configure(c, hf))
         })
         .on_connect(|conn, ext| {
-            if let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                if let Ok(addr) = sock.local_addr() {
-                    ext.insert(crate::ollama::LocalAddr(addr));
-                }
+            type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+            let sock = conn
+                .downcast_ref::<actix_web::rt::net::TcpStream>()
+                .or_else(|| conn.downcast_ref::<Tls>().map(|t| t.get_ref().0));
+            if let Some(addr) = sock.and_then(|s| s.local_addr().ok()) {
+                ext.insert(crate::ollama::LocalAddr(addr));
             }
         })
         // A request's head must arrive within 5 s and a closing client is given 2 s; bodies
         // are bounded separately (crate::body), as actix has no timeout for them.
         .client_request_timeout(std::time::Duration::from_secs(5))
-        .client_disconnect_timeout(std::time::Duration::from_secs(2))
-        .bind(listen)
+        .client_disconnect_timeout(std::time::Duration::from_secs(2));
+        let server = match &tls {
+            Some(store) => server.bind_rustls_0_23(listen, store.server_config()?),
+            None => server.bind(listen),
+        }
         .with_context(|| format!("binding {listen}"))?
-        .run()
-        .await
-        .context("server")
+        .run();
+        let Some(plain) = plain_listen else {
+            return server.await.context("server");
+        };
+        // Probes only: nothing else is routed here, so no token or model crosses plain HTTP.
+        let health = HttpServer::new(|| {
+            App::new().route(
+                "/healthz",
+                web::get().to(|| async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/plain")
+                        .body("ok\n")
+                }),
+            )
+        })
+        .workers(1)
+        .bind(plain)
+        .with_context(|| format!("binding [tls] plain_listen {plain}"))?
+        .run();
+        futures_util::future::try_join(server, health)
+            .await
+            .map(|_| ())
+            .context("server")
     });
     // The server has drained its requests: write the open download windows' counts.
     mirror.flush_audit();

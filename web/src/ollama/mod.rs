@@ -324,8 +324,7 @@ fn redirect(
     }
     let target = match &settings.blob_url {
         Some(base) => Some(format!("{}{path}", base.trim_end_matches('/'))),
-        // The local listener speaks plain HTTP: that is the scheme of an address it names.
-        None => other_host(req).map(|authority| format!("http://{authority}{path}")),
+        None => other_host(req).map(|(scheme, authority)| format!("{scheme}://{authority}{path}")),
     };
     match target {
         Some(url) => HttpResponse::TemporaryRedirect()
@@ -339,17 +338,32 @@ fn redirect(
     }
 }
 
-/// A `host:port` naming this server under a hostname other than the one the client used: the
-/// local address the connection arrived on, or `localhost` when the client already used that.
-fn other_host(req: &HttpRequest) -> Option<String> {
-    let local = req.conn_data::<LocalAddr>()?.0;
+/// A scheme and `host:port` naming this server under a hostname other than the one the client
+/// used: the local address the connection arrived on, or `localhost` when the client already used
+/// that. Behind a trusted proxy the local address is not the client's to reach: the proxy's
+/// scheme and port are kept, and only a loopback name is swapped for its other spelling.
+fn other_host(req: &HttpRequest) -> Option<(&'static str, String)> {
+    let origin = req.app_data::<web::Data<crate::origin::Origin>>();
     // The host the client used, checked (forwarding headers only from a trusted proxy); one that
     // fails the checks is no name of ours, so any other name will do.
-    let asked = req
-        .app_data::<web::Data<crate::origin::Origin>>()
-        .and_then(|o| o.asked(req))
-        .map(|b| b.authority)
-        .unwrap_or_default();
+    let asked_base = origin.and_then(|o| o.asked(req));
+    let scheme = match (&asked_base, origin) {
+        (Some(b), _) => b.scheme,
+        (None, Some(o)) => o.own_scheme(),
+        (None, None) => "http",
+    };
+    if origin.is_some_and(|o| o.via_proxy(req)) {
+        let b = asked_base?;
+        let (host, port) = b.authority.rsplit_once(':')?;
+        let other = match host {
+            "127.0.0.1" => "localhost",
+            h if h.eq_ignore_ascii_case("localhost") => "127.0.0.1",
+            _ => return None,
+        };
+        return Some((scheme, format!("{other}:{port}")));
+    }
+    let local = req.conn_data::<LocalAddr>()?.0;
+    let asked = asked_base.map(|b| b.authority).unwrap_or_default();
     let asked = asked.as_str();
     let asked_host = match asked.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -360,13 +374,16 @@ fn other_host(req: &HttpRequest) -> Option<String> {
     let ip = local.ip();
     let ip_text = ip.to_string();
     if !asked_host.eq_ignore_ascii_case(&ip_text) {
-        return Some(match ip {
-            std::net::IpAddr::V4(_) => format!("{ip_text}:{}", local.port()),
-            std::net::IpAddr::V6(_) => format!("[{ip_text}]:{}", local.port()),
-        });
+        return Some((
+            scheme,
+            match ip {
+                std::net::IpAddr::V4(_) => format!("{ip_text}:{}", local.port()),
+                std::net::IpAddr::V6(_) => format!("[{ip_text}]:{}", local.port()),
+            },
+        ));
     }
     if ip.is_loopback() {
-        return Some(format!("localhost:{}", local.port()));
+        return Some((scheme, format!("localhost:{}", local.port())));
     }
     None
 }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+mod cas;
 mod clients;
 mod config;
 mod crash;
@@ -24,9 +25,10 @@ pub mod trust;
 mod typosquat;
 mod upstream;
 
+pub use cas::{Blob, ByteStream, CasError, RemoteBlob};
 pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
-    ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
+    ProxyNet, ScanConfig, Secret, StoreBackend, StoreConfig, ENV_KEYS,
 };
 pub use clients::{Client, ClientEntry, ClientName, Clients, Role};
 pub use error::MirrorError;

@@ -113,7 +113,7 @@ fn load(
 fn open(
     cfg: &mirror::Config,
 ) -> anyhow::Result<(Arc<mirror::Store>, mirror::governance::Governance)> {
-    let store = Arc::new(mirror::Store::open(&cfg.data_dir).with_context(|| {
+    let store = Arc::new(mirror::Store::open_with(&cfg.data_dir, &cfg.store).with_context(|| {
         format!(
             "opening {} (is `airlock serve` still running?)",
             cfg.data_dir.display()

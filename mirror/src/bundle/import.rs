@@ -441,7 +441,7 @@ fn check_and_commit(
         )
         .into());
     }
-    let local = crate::cas::LocalCas::new(data_dir).map_err(MirrorError::from)?;
+    let local = crate::cas::LocalCas::at(data_dir);
     let blob_path = |d: &Digest| local.path(d);
     let mut parts = Parts {
         dir: dir.to_owned(),

@@ -39,6 +39,14 @@ impl LocalCas {
         Ok(LocalCas { root })
     }
 
+    /// The blob directory of `data_dir`, creating nothing (for a check that must leave a data
+    /// directory untouched, such as an import that may yet be refused).
+    pub(crate) fn at(data_dir: &Path) -> LocalCas {
+        LocalCas {
+            root: data_dir.join("blobs"),
+        }
+    }
+
     /// Where a blob's file is (whether or not it exists).
     pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
         self.root.join(blob_key(digest))

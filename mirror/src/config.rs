@@ -674,6 +674,29 @@ mod tests {
     }
 
     #[test]
+    fn store_backend_s3_needs_a_bucket_and_local_stays_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        assert_eq!(
+            Config::load(None, |_| None).unwrap().store.backend,
+            StoreBackend::Local
+        );
+        std::fs::write(&path, "[store]\nbackend = \"s3\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err().to_string();
+        assert!(err.contains("needs a bucket"), "{err}");
+        std::fs::write(
+            &path,
+            "[store]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:3900\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(cfg.store.backend, StoreBackend::S3);
+        assert_eq!(cfg.store.bucket.as_deref(), Some("b"));
+        std::fs::write(&path, "[store]\nbackend = \"ftp\"\n").unwrap();
+        assert!(Config::load(Some(&path), |_| None).is_err());
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let cfg = Config::load(None, |_| None).unwrap();
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");

@@ -394,3 +394,24 @@ fn s3_backend_conforms_on_garage() {
     );
     assert_eq!(again.size(&d).expect("size"), 100_000);
 }
+
+#[test]
+fn credentials_come_from_the_default_profile_of_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("credentials");
+    std::fs::write(
+        &path,
+        "[other]\naws_access_key_id = NO\naws_secret_access_key = NO\n\n[default]\n\
+         aws_access_key_id = GKid\naws_secret_access_key = s3cr3t\n",
+    )
+    .expect("write");
+    assert_eq!(
+        super::credentials(Some(&path)).expect("credentials"),
+        ("GKid".to_owned(), "s3cr3t".to_owned())
+    );
+    std::fs::write(&path, "aws_access_key_id = GKid\n").expect("write");
+    assert!(matches!(
+        super::credentials(Some(&path)),
+        Err(CasError::Config(m)) if m.contains("aws_secret_access_key")
+    ));
+}

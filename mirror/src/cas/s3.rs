@@ -206,14 +206,13 @@ impl S3Cas {
         ));
         let mut hasher = verifier::Hasher::new(None);
         let mut sent = 0u64;
+        // An aborted upload leaves nothing visible; a failed abort leaves parts the store's own
+        // lifecycle rules clean up, never an object under the key.
         let abort = |this: &S3Cas, w: object_store::WriteMultipart| {
-            let _ = this.run(async move {
-                w.abort().await.map_err(|e| CasError::Remote {
-                    op: "abort",
-                    key: String::new(),
-                    source: Box::new(e),
-                })
-            });
+            let k = key.clone();
+            if let Err(e) = this.run(async move { w.abort().await.map_err(remote("abort", &k)) }) {
+                tracing::warn!(error = %e, "object store: aborting a refused upload failed");
+            }
         };
         loop {
             let mut buf = vec![0u8; PART];

@@ -6,10 +6,11 @@
 //!   it is completed, and it is completed only after the bytes sent hashed to the digest (on a
 //!   mismatch the upload is aborted and nothing is visible);
 //! - never over an existing key: a HEAD first (a hit is [`Put::Existing`]), then the PUT is
-//!   conditional (`If-None-Match: *`), so a store that honours it refuses a racing second writer.
-//!   A multipart completion cannot be made conditional through this client; a second writer that
-//!   raced past the HEAD writes the same verified bytes under their own digest, which changes no
-//!   byte a reader can see.
+//!   conditional (`If-None-Match: *`), so a store that honours it (AWS S3, MinIO, R2) refuses a
+//!   racing second writer. Garage 2.5 ignores the header (measured: a second conditional PUT
+//!   replaces the object), and a multipart completion cannot be made conditional through this
+//!   client; there, a second writer that raced past the HEAD writes the same verified bytes under
+//!   their own digest, which changes no byte a reader can see.
 //!
 //! The client is async; the [`super::Cas`] methods are blocking. The backend owns a small Tokio
 //! runtime of its own: blocking calls hand their future to it and wait on a channel, which works

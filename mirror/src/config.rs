@@ -66,6 +66,11 @@ pub struct StoreConfig {
     /// `s3`: a file holding `aws_access_key_id = …` and `aws_secret_access_key = …` lines (the
     /// AWS credentials file format). Unset: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
     pub credentials_file: Option<PathBuf>,
+    /// `s3`: a local directory holding verified copies of hot blobs, served as local files.
+    /// Unset: every read goes to the bucket.
+    pub cache_dir: Option<PathBuf>,
+    /// `s3`: the cache's size limit (least recently served copies go first). Default 10 GiB.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// `[store] backend`

@@ -89,6 +89,17 @@ impl LocalCas {
         let put = match std::fs::hard_link(src.path, &target) {
             Ok(()) => Put::New { size },
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Put::Existing,
+            // A filesystem without hard links (some FUSE and network mounts): the rename that
+            // promotion always used, after the existence check above.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                std::fs::rename(src.path, &target).map_err(CasError::io(&target))?;
+                Put::New { size }
+            }
             Err(e) => return Err(CasError::io(&target)(e)),
         };
         crate::crash::point("promote.renamed");

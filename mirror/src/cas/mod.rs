@@ -29,6 +29,7 @@
 //! `match` with no boxing of async calls, and the local backend keeps a file-level fast path
 //! ([`Blob::File`], served memory-mapped) that a trait would have to expose through a downcast.
 
+mod cache;
 mod local;
 mod s3;
 #[cfg(test)]
@@ -275,8 +276,12 @@ impl Cas {
         match self {
             Cas::Local(c) => c.open(digest).map(Blob::File),
             Cas::S3(c) => {
+                if let Some(file) = c.cached(digest) {
+                    return Ok(Blob::File(file));
+                }
                 // Fails now, not mid-response, if the object is gone.
-                c.size(digest)?;
+                let size = c.size(digest)?;
+                c.warm(*digest, size);
                 Ok(Blob::Remote(RemoteBlob {
                     cas: self.clone(),
                     digest: *digest,
@@ -385,10 +390,17 @@ pub(crate) fn open(data_dir: &Path, cfg: &crate::config::StoreConfig) -> Result<
                 access_key_id,
                 secret_access_key,
                 prefix: "blobs".into(),
+                cache: cfg
+                    .cache_dir
+                    .clone()
+                    .map(|dir| (dir, cfg.cache_max_bytes.unwrap_or(DEFAULT_CACHE_BYTES))),
             })?))
         }
     }
 }
+
+/// `[store] cache_max_bytes` when only `cache_dir` is given.
+const DEFAULT_CACHE_BYTES: u64 = 10 << 30;
 
 /// The object store's credentials: from `file` (AWS credentials file format, its `[default]`
 /// profile or its only one), else `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.

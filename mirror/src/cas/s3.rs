@@ -28,6 +28,7 @@ use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
 use verifier::Digest;
 
+use super::cache::DiskCache;
 use super::{blob_key, digest_of_key, ByteStream, CasError, Listed, Put, Source};
 
 /// Files up to this size go in one PUT (read into memory whole); larger ones in parts of this size.
@@ -55,6 +56,8 @@ pub(crate) struct S3Settings {
     pub secret_access_key: String,
     /// Key prefix, without a trailing `/`.
     pub prefix: String,
+    /// A local disk cache of hot blobs: its directory and size limit.
+    pub cache: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Blobs in a bucket.
@@ -67,6 +70,7 @@ struct Inner {
     client: Arc<AmazonS3>,
     prefix: String,
     sizes: moka::sync::Cache<Digest, u64>,
+    cache: Option<Arc<DiskCache>>,
     /// Only `None` while being dropped.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -115,11 +119,16 @@ impl S3Cas {
                 path: "object store runtime".into(),
                 source: e,
             })?;
+        let cache = match &s.cache {
+            Some((dir, max)) => Some(Arc::new(DiskCache::open(dir, *max)?)),
+            None => None,
+        };
         Ok(S3Cas {
             inner: Arc::new(Inner {
                 client: Arc::new(client),
                 prefix: s.prefix.trim_end_matches('/').to_owned(),
                 sizes: moka::sync::Cache::new(SIZE_CACHE),
+                cache,
                 rt: Some(rt),
             }),
         })
@@ -305,45 +314,90 @@ impl S3Cas {
         digest: Digest,
         range: Range<u64>,
     ) -> tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
-        if range.is_empty() {
-            return rx;
-        }
-        let (client, key) = (self.inner.client.clone(), self.key(&digest));
-        let want = range.end - range.start;
-        self.rt().spawn(async move {
-            let opts = GetOptions {
-                range: Some(GetRange::Bounded(range)),
-                ..GetOptions::default()
-            };
-            let mut body = match client.get_opts(&key, opts).await {
-                Ok(r) => r.into_stream(),
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            };
-            let mut got = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
-                if let Ok(c) = &chunk {
-                    got += c.len() as u64;
-                }
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    return;
-                }
-            }
-            // A body cut short must fail the read, never end it quietly as if complete.
-            if got != want {
-                let _ = tx
-                    .send(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)))
-                    .await;
-            }
-        });
-        rx
+        feed(
+            self.rt().handle(),
+            self.inner.client.clone(),
+            self.key(&digest),
+            range,
+        )
     }
 
+    /// The local copy of a hot blob, if the cache has one.
+    pub(super) fn cached(&self, digest: &Digest) -> Option<std::fs::File> {
+        self.inner.cache.as_ref()?.get(digest)
+    }
+
+    /// Starts copying a blob of `size` bytes into the cache, in the background, unless it is
+    /// there, being copied, or too large. The copy holds no reference to the store itself, so
+    /// it never outlives (or delays) a shutdown.
+    pub(super) fn warm(&self, digest: Digest, size: u64) {
+        let Some(cache) = self.inner.cache.clone() else {
+            return;
+        };
+        if !cache.claim(&digest, size) {
+            return;
+        }
+        let rx = self.feed(digest, 0..size);
+        self.rt().spawn_blocking(move || {
+            cache.fill(
+                digest,
+                size,
+                ChannelReader {
+                    rx,
+                    buf: Bytes::new(),
+                },
+            )
+        });
+    }
+}
+
+/// Forwards a ranged GET's body into a bounded channel, from a task on `rt`: memory stays at a few
+/// chunks whatever the range, and a body cut short ends with an error, never quietly.
+fn feed(
+    rt: &tokio::runtime::Handle,
+    client: Arc<AmazonS3>,
+    key: Key,
+    range: Range<u64>,
+) -> tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+    if range.is_empty() {
+        return rx;
+    }
+    let want = range.end - range.start;
+    rt.spawn(async move {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let mut body = match client.get_opts(&key, opts).await {
+            Ok(r) => r.into_stream(),
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return;
+            }
+        };
+        let mut got = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+            if let Ok(c) = &chunk {
+                got += c.len() as u64;
+            }
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+        // A body cut short must fail the read, never end it quietly as if complete.
+        if got != want {
+            let _ = tx
+                .send(Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)))
+                .await;
+        }
+    });
+    rx
+}
+
+impl S3Cas {
     pub(super) fn reader(
         &self,
         digest: Digest,
@@ -358,6 +412,9 @@ impl S3Cas {
 
     pub(super) fn delete(&self, digest: &Digest) -> Result<(), CasError> {
         self.inner.sizes.invalidate(digest);
+        if let Some(cache) = &self.inner.cache {
+            cache.remove(digest);
+        }
         let (client, key) = (self.inner.client.clone(), self.key(digest));
         self.run(async move {
             match client.delete(&key).await {

@@ -323,6 +323,7 @@ api_bind_addr = "127.0.0.1:{admin}"
                 access_key_id: String::new(),
                 secret_access_key: String::new(),
                 prefix: "blobs".into(),
+                cache: None,
             },
             _dir: dir,
         };
@@ -393,6 +394,47 @@ fn s3_backend_conforms_on_garage() {
             .collect::<Vec<_>>(),
     );
     assert_eq!(again.size(&d).expect("size"), 100_000);
+
+    // With a disk cache: the first serve comes from the bucket and leaves a verified copy behind;
+    // later serves are local files; deleting the blob deletes its copy.
+    let cache_dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = garage.settings.clone();
+    settings.cache = Some((cache_dir.path().to_owned(), 1 << 20));
+    let cached = Cas::S3(S3Cas::open(&settings).expect("open"));
+    assert!(matches!(cached.open(&d).expect("open"), Blob::Remote(_)));
+    let mut copy = None;
+    for _ in 0..200 {
+        if let Blob::File(f) = cached.open(&d).expect("open") {
+            copy = Some(f);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut copy.expect("the cache never held the blob"),
+        &mut bytes,
+    )
+    .expect("read copy");
+    assert_eq!(Digest::of(&bytes), d);
+    cached.delete(&d).expect("delete");
+    assert!(matches!(cached.open(&d), Err(CasError::NotFound { .. })));
+    let left = walk(cache_dir.path());
+    assert!(left.is_empty(), "copies left after delete: {left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

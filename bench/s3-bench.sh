@@ -2,7 +2,8 @@
 # Airlock blob-backend benchmark (a measurement, not a test). In one run, on the same file:
 #   warm serving through one replica with `[store] backend = "s3"` (blobs in a single-node Garage on
 #   127.0.0.1) vs the same replica build with the local backend (blobs on the data disk): one whole-file
-#   stream and 16 parallel Range streams (curl to /dev/null), median of BENCH_RUNS; the ratio s3/local.
+#   stream and 16 parallel Range streams (curl to /dev/null), median of BENCH_RUNS; the ratio s3/local; and
+#   the s3 replica with `[store] cache_dir` (hot blobs served from a verified local copy).
 #   Each replica's peak RSS (VmHWM) after the warm runs.
 # The figures go into the closing note of issue 13; there is no target for this first increment (the
 # issue's targets are for three replicas).
@@ -100,16 +101,20 @@ CDN_PORT=$(jget '["cdn_port"]' <"$DIR/hub.json")
 
 # ---- two replicas: local blobs, and blobs in Garage ---------------------------------------------------------
 declare -A PORT PID
-for kind in local s3; do
+for kind in local s3 s3cache; do
   PORT[$kind]=$(free_port)
   store='[store]
 backend = "local"'
-  if [ "$kind" = s3 ]; then
+  if [ "$kind" != local ]; then
     store="[store]
 backend = \"s3\"
 bucket = \"airlock\"
 endpoint = \"http://127.0.0.1:$S3\"
 region = \"garage\""
+  fi
+  if [ "$kind" = s3cache ]; then
+    store="$store
+cache_dir = \"$DIR/cache\""
   fi
   cat >"$DIR/$kind.toml" <<EOF
 listen = "127.0.0.1:${PORT[$kind]}"
@@ -155,8 +160,11 @@ ranged() { # port -> seconds for STREAMS parallel Range GETs covering the file
 }
 
 declare -A W R
-for kind in local s3; do
-  whole "${PORT[$kind]}" >/dev/null # warm-up
+for kind in local s3 s3cache; do
+  whole "${PORT[$kind]}" >/dev/null # warm-up (and, with the cache, the copy)
+  if [ "$kind" = s3cache ]; then
+    for _ in $(seq 600); do [ "$(find "$DIR/cache" -type f -size "${BYTES}c" 2>/dev/null | wc -l)" = 1 ] && break; sleep 0.1; done
+  fi
   w=(); r=()
   for i in $(seq "$RUNS"); do
     log "run $i/$RUNS: $kind"
@@ -171,10 +179,11 @@ hwm() { awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 echo
 echo "blob-backend benchmark: $((BYTES / 1048576)) MiB file, warm, one replica each, median of $RUNS run(s)"
-printf '  %-34s %9s %9s %9s\n' "" "local" "s3" "s3/local"
-printf '  %-34s %8.0fM %8.0fM %9.2f\n' "1 stream (MiB/s)" "$(mbs "${W[local]}")" "$(mbs "${W[s3]}")" \
-  "$(calc "${W[local]} / ${W[s3]}")"
-printf '  %-34s %8.0fM %8.0fM %9.2f\n' "$STREAMS Range streams (MiB/s)" "$(mbs "${R[local]}")" "$(mbs "${R[s3]}")" \
-  "$(calc "${R[local]} / ${R[s3]}")"
-printf '  %-34s %8sM %8sM\n' "peak RSS (VmHWM, MB)" "$(hwm "${PID[local]}")" "$(hwm "${PID[s3]}")"
+printf '  %-30s %9s %9s %9s %9s %9s\n' "" "local" "s3" "s3/local" "s3+cache" "/local"
+printf '  %-30s %9.0f %9.0f %9.2f %9.0f %9.2f\n' "1 stream (MiB/s)" "$(mbs "${W[local]}")" "$(mbs "${W[s3]}")" \
+  "$(calc "${W[local]} / ${W[s3]}")" "$(mbs "${W[s3cache]}")" "$(calc "${W[local]} / ${W[s3cache]}")"
+printf '  %-30s %9.0f %9.0f %9.2f %9.0f %9.2f\n' "$STREAMS Range streams (MiB/s)" "$(mbs "${R[local]}")" \
+  "$(mbs "${R[s3]}")" "$(calc "${R[local]} / ${R[s3]}")" "$(mbs "${R[s3cache]}")" "$(calc "${R[local]} / ${R[s3cache]}")"
+printf '  %-30s %9s %9s %9s %9s\n' "peak RSS (VmHWM, MB)" "$(hwm "${PID[local]}")" "$(hwm "${PID[s3]}")" "" \
+  "$(hwm "${PID[s3cache]}")"
 rm -rf "$DIR"

@@ -65,6 +65,34 @@ pub struct StoreConfig {
     /// Keep the blobs under this many bytes: least-recently-served blobs that no approval or pin
     /// needs are evicted (and fetched again if asked for). None: no limit.
     pub max_bytes: Option<u64>,
+    /// Where blobs live: `local` (under `data_dir/blobs`, the default) or `s3` (a bucket of an
+    /// S3-compatible store; the quarantine, the index and the listings stay in `data_dir`).
+    pub backend: StoreBackend,
+    /// `s3`: the bucket (it must exist).
+    pub bucket: Option<String>,
+    /// `s3`: the endpoint URL of a self-hosted store (`http://127.0.0.1:3900`); unset: AWS.
+    pub endpoint: Option<String>,
+    /// `s3`: the region (Garage: its `s3_region`). Default `us-east-1`.
+    pub region: Option<String>,
+    /// `s3`: a file holding `aws_access_key_id = …` and `aws_secret_access_key = …` lines (the
+    /// AWS credentials file format). Unset: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    pub credentials_file: Option<PathBuf>,
+    /// `s3`: a local directory holding verified copies of hot blobs, served as local files.
+    /// Unset: every read goes to the bucket.
+    pub cache_dir: Option<PathBuf>,
+    /// `s3`: the cache's size limit (least recently served copies go first). Default 10 GiB.
+    pub cache_max_bytes: Option<u64>,
+}
+
+/// `[store] backend`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// A directory on the data disk.
+    #[default]
+    Local,
+    /// An S3-compatible bucket.
+    S3,
 }
 
 /// A trusted proxy: one address (`10.0.0.5`, `::1`) or a CIDR block (`10.0.0.0/8`).
@@ -565,6 +593,11 @@ impl Config {
                 "[policy] require_client_token = true needs at least one [[clients]] entry".into(),
             ));
         }
+        if cfg.store.backend == StoreBackend::S3 && cfg.store.bucket.is_none() {
+            return Err(MirrorError::Config(
+                "[store] backend = \"s3\" needs a bucket".into(),
+            ));
+        }
         if !(1..=64).contains(&cfg.fetch.connections) {
             return Err(MirrorError::Config(format!(
                 "fetch.connections must be between 1 and 64, got {}",
@@ -661,6 +694,29 @@ mod tests {
         ] {
             assert!(Config::load(None, env(bad)).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn store_backend_s3_needs_a_bucket_and_local_stays_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        assert_eq!(
+            Config::load(None, |_| None).unwrap().store.backend,
+            StoreBackend::Local
+        );
+        std::fs::write(&path, "[store]\nbackend = \"s3\"\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err().to_string();
+        assert!(err.contains("needs a bucket"), "{err}");
+        std::fs::write(
+            &path,
+            "[store]\nbackend = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:3900\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path), |_| None).unwrap();
+        assert_eq!(cfg.store.backend, StoreBackend::S3);
+        assert_eq!(cfg.store.bucket.as_deref(), Some("b"));
+        std::fs::write(&path, "[store]\nbackend = \"ftp\"\n").unwrap();
+        assert!(Config::load(Some(&path), |_| None).is_err());
     }
 
     #[test]

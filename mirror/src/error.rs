@@ -30,6 +30,9 @@ pub enum MirrorError {
         /// Bytes free.
         free: u64,
     },
+    /// The blob store (local directory or object store) failed.
+    #[error("blob store: {0}")]
+    Blob(#[from] crate::cas::CasError),
     /// The index (sled) failed.
     #[error("index: {0}")]
     Index(#[from] sled::Error),

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+mod cas;
 mod clients;
 mod config;
 mod crash;
@@ -27,9 +28,10 @@ pub mod trust;
 mod typosquat;
 mod upstream;
 
+pub use cas::{Blob, ByteStream, CasError, RemoteBlob};
 pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
-    ProxyNet, ScanConfig, Secret, StoreConfig, ENV_KEYS,
+    ProxyNet, ScanConfig, Secret, StoreBackend, StoreConfig, ENV_KEYS,
 };
 pub use clients::{
     ollama_key_from_wire, Caller, Client, ClientEntry, ClientName, Clients, Role,

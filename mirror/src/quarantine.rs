@@ -95,13 +95,9 @@ impl Writer {
     }
 
     /// Bytes hashed so far: the contiguous prefix from byte 0.
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.hasher.len()
-    }
-
-    /// Whether nothing has been hashed.
-    pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
     }
 
     /// Hashes and appends a chunk at the end of the hashed prefix.

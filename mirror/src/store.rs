@@ -1,9 +1,10 @@
-//! The store: content-addressed blobs on disk, the quarantine beside them (same filesystem, so
-//! promotion is an atomic rename), and the sled index over them. Only this module builds paths
-//! under the data directory.
+//! The store: content-addressed blobs (through [`crate::cas`], on the data disk or in an
+//! S3-compatible bucket), the quarantine on the data disk, and the sled index over them. Only this
+//! module builds paths under the data directory, and only `cas` builds blob paths or keys.
 //!
 //! Layout of `data_dir`:
-//! - `blobs/sha256/ab/abcdef…` — promoted, verified content; immutable; a blob's name is its sha256.
+//! - `blobs/sha256/ab/abcdef…` — promoted, verified content (the local backend); immutable; a
+//!   blob's name is its sha256.
 //! - `quarantine/` — in-flight downloads; emptied at start-up (a crash leaves only garbage here).
 //! - `manifests/hf/{models|datasets}/{repo}/{commit}.json` — upstream listings that files were
 //!   verified against.
@@ -17,10 +18,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{de::DeserializeOwned, Serialize};
 use verifier::{Digest, GitOid};
 
+use crate::cas::{Blob, Cas, Put, Source};
+use crate::config::StoreConfig;
 use crate::error::MirrorError;
 use crate::manifest::Manifest;
 use crate::names::{HfRepo, OllamaName, RepoPath, Revision, RevisionName, Tag};
-use crate::quarantine::{Quarantined, Writer};
+use crate::quarantine::Writer;
 use crate::refusal::Refusal;
 
 mod evict;
@@ -179,7 +182,8 @@ pub struct Store {
     /// Held (exclusively locked) for the store's lifetime: one process per data directory, so
     /// `airlock reindex` or `fsck` can never wipe a live server's quarantine or index.
     _lock: std::fs::File,
-    blobs: PathBuf,
+    /// The blobs: the only way to their bytes.
+    cas: Cas,
     quarantine: PathBuf,
     manifests: PathBuf,
     refs: sled::Tree,
@@ -200,7 +204,7 @@ pub struct Store {
     pub(crate) requests: sled::Tree,
     /// Signature verdicts per (repo, commit).
     pub(crate) signed: sled::Tree,
-    /// Bytes under `blobs/` (measured at open, then kept by promotion and eviction).
+    /// Bytes of stored blobs (measured at open, then kept by promotion and eviction).
     blob_bytes: std::sync::atomic::AtomicU64,
     /// Held by an eviction pass.
     evicting: std::sync::Mutex<()>,
@@ -220,10 +224,16 @@ pub(crate) fn now_unix() -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `data_dir` and clears leftovers in quarantine.
-    /// Fails with [`MirrorError::Locked`] if another process has the directory open.
+    /// Opens (creating if needed) the store under `data_dir`, blobs in the local directory
+    /// backend, and clears leftovers in quarantine. Fails with [`MirrorError::Locked`] if another
+    /// process has the directory open.
     pub fn open(data_dir: &Path) -> Result<Store, MirrorError> {
-        let blobs = data_dir.join("blobs").join("sha256");
+        Store::open_with(data_dir, &StoreConfig::default())
+    }
+
+    /// Like [`Store::open`], with the blob backend `[store]` names (the quarantine, the index
+    /// and the listings stay in `data_dir` whatever it is).
+    pub fn open_with(data_dir: &Path, cfg: &StoreConfig) -> Result<Store, MirrorError> {
         let quarantine = data_dir.join("quarantine");
         let manifests = data_dir.join("manifests");
         std::fs::create_dir_all(data_dir).map_err(MirrorError::io(data_dir))?;
@@ -231,9 +241,9 @@ impl Store {
         // Before anything below creates or reads a directory: a newer or unmigrated layout is
         // refused here, untouched.
         crate::format::check(data_dir)?;
-        for dir in [&blobs, &manifests] {
-            std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
-        }
+        std::fs::create_dir_all(&manifests).map_err(MirrorError::io(&manifests))?;
+        let cas = crate::cas::open(data_dir, cfg)?;
+        tracing::debug!(backend = cas.kind(), "blob store");
         // Whatever is in quarantine at start-up belongs to a process that died mid-fetch: the
         // lock above proves no live process owns it.
         if quarantine.exists() {
@@ -243,7 +253,7 @@ impl Store {
         let db = sled::open(data_dir.join("index"))?;
         let store = Store {
             _lock: lock,
-            blobs,
+            cas,
             quarantine,
             manifests,
             refs: db.open_tree("refs")?,
@@ -270,25 +280,41 @@ impl Store {
         Ok(store)
     }
 
-    /// Path of a promoted blob.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.blobs.join(&hex[..2]).join(hex)
+    /// The blob store.
+    pub(crate) fn cas(&self) -> &Cas {
+        &self.cas
     }
 
-    /// Whether a blob has been promoted.
+    /// Where a promoted blob's file is, when blobs are local files (the signature verifier and
+    /// `airlock export` read them by path). None with an object store backend.
+    pub(crate) fn local_blob_path(&self, digest: &Digest) -> Option<PathBuf> {
+        match &self.cas {
+            Cas::Local(c) => Some(c.path(digest)),
+            Cas::S3(_) => None,
+        }
+    }
+
+    /// Whether a blob has been promoted. Blocking. A backend failure counts as absent (logged):
+    /// the caller then fetches and verifies the file again, which costs traffic, never trust.
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        self.cas.has(digest).unwrap_or_else(|e| {
+            tracing::warn!(%digest, error = %e, "blob store: presence check failed");
+            false
+        })
     }
 
-    /// Opens a promoted blob for reading. Blocking.
-    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File, MirrorError> {
-        let path = self.blob_path(digest);
-        std::fs::File::open(&path).map_err(MirrorError::io(path))
+    /// A promoted blob's size. Blocking.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64, MirrorError> {
+        Ok(self.cas.size(digest)?)
+    }
+
+    /// Opens a promoted blob for serving (a local file, or an object for ranged reads). Blocking.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Blob, MirrorError> {
+        Ok(self.cas.open(digest)?)
     }
 
     /// Starts a quarantine file. Blocking.
-    pub fn quarantine_writer(
+    pub(crate) fn quarantine_writer(
         &self,
         limit: u64,
         git_size: Option<u64>,
@@ -304,47 +330,30 @@ impl Store {
         Writer::create(&self.quarantine, limit, git_size)
     }
 
-    /// Moves a verified file into `blobs/`. The caller has checked it; this only renames. If the
-    /// blob already exists (same content fetched for another name), the copy is simply dropped:
-    /// content addressing means there is nothing to add. Blocking.
-    pub fn promote(&self, mut file: Quarantined) -> Result<Digest, MirrorError> {
-        let digest = file.outcome().sha256;
-        let target = self.blob_path(&digest);
-        crate::crash::point("promote.before");
-        if !target.is_file() {
-            let dir = target.parent().unwrap_or(&self.blobs);
-            if !dir.is_dir() {
-                std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
-                // A new shard directory is itself an entry of `blobs/sha256/`: without this sync
-                // a crash could lose the directory, and with it the blob the index points at.
-                sync_dir(&self.blobs)?;
-            }
-            std::fs::rename(file.path(), &target).map_err(MirrorError::io(&target))?;
-            file.mark_promoted();
+    /// Stores a verified quarantine file as the blob named by its digest. Only the pipeline's
+    /// verify step makes a [`Verified`](crate::pipeline::Verified), so nothing else can promote.
+    /// If the blob already exists (same content fetched for another name), the copy is simply
+    /// dropped: content addressing means there is nothing to add. Blocking.
+    pub(crate) fn promote(&self, file: crate::pipeline::Verified) -> Result<Digest, MirrorError> {
+        let q = file.quarantined();
+        let digest = q.outcome().sha256;
+        if let Put::New { size } = self.cas.put(Source::hashed(q))? {
             self.blob_bytes
-                .fetch_add(file.outcome().len, std::sync::atomic::Ordering::Relaxed);
-            crate::crash::point("promote.renamed");
-            // Make the rename itself durable before the index points at it. A failure here is
-            // returned, so nothing indexes a blob whose name may not survive a crash.
-            sync_dir(dir)?;
+                .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(digest)
     }
 
-    /// Moves a file that an import verified and scanned (in its staging directory, on this
-    /// filesystem) into `blobs/`: the same rename as [`Store::promote`], and likewise nothing to do
-    /// if the blob is already there. Blocking.
+    /// Stores a file that an import verified and scanned (in its staging directory) as the blob
+    /// `digest`; likewise nothing to do if the blob is already there. The staged file survives
+    /// an interrupted import on disk, so its digest is only claimed: the blob store checks it.
+    /// Blocking.
     pub(crate) fn adopt(&self, staged: &Path, digest: &Digest) -> Result<(), MirrorError> {
-        let target = self.blob_path(digest);
-        if target.is_file() {
-            let _ = std::fs::remove_file(staged);
-            return Ok(());
-        }
-        let dir = target.parent().unwrap_or(&self.blobs);
-        std::fs::create_dir_all(dir).map_err(MirrorError::io(dir))?;
-        std::fs::rename(staged, &target).map_err(MirrorError::io(&target))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+        let put = self.cas.put(Source::claimed(staged, *digest)?);
+        let _ = std::fs::remove_file(staged);
+        if let Put::New { size } = put? {
+            self.blob_bytes
+                .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -645,36 +654,27 @@ impl Store {
         sizes: &HashSet<u64>,
     ) -> Result<HashMap<GitOid, Digest>, MirrorError> {
         let mut out = HashMap::new();
-        for shard in std::fs::read_dir(&self.blobs).map_err(MirrorError::io(&self.blobs))? {
-            let shard = shard.map_err(MirrorError::io(&self.blobs))?.path();
-            let Ok(entries) = std::fs::read_dir(&shard) else {
+        for listed in self.cas.list()? {
+            let Some(digest) = listed.digest else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let digest = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| Digest::from_hex(n).ok());
-                let (Some(digest), Ok(meta)) = (digest, entry.metadata()) else {
-                    continue;
-                };
-                if !sizes.contains(&meta.len()) {
-                    continue;
+            if !sizes.contains(&listed.size) {
+                continue;
+            }
+            let mut reader = self.cas.reader(&digest)?;
+            let mut hasher = verifier::Hasher::new(Some(listed.size));
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(MirrorError::io(&listed.location))?;
+                if n == 0 {
+                    break;
                 }
-                let mut file = std::fs::File::open(&path).map_err(MirrorError::io(&path))?;
-                let mut hasher = verifier::Hasher::new(Some(meta.len()));
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = file.read(&mut buf).map_err(MirrorError::io(&path))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                }
-                if let Some(oid) = hasher.finish().git_oid {
-                    out.insert(oid, digest);
-                }
+                hasher.update(&buf[..n]);
+            }
+            if let Some(oid) = hasher.finish().git_oid {
+                out.insert(oid, digest);
             }
         }
         Ok(out)
@@ -737,31 +737,27 @@ impl Store {
         )
     }
 
-    /// Writes small bytes (a manifest) through quarantine into the blob store. Blocking.
-    pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest, MirrorError> {
-        let mut w = self.quarantine_writer(bytes.len() as u64, None)?;
-        w.write(bytes).map_err(|e| match e {
-            crate::quarantine::WriteError::Mirror(m) => m,
-            other => MirrorError::Task(other.to_string()),
-        })?;
-        let q = w.finish().map_err(|e| match e {
-            crate::quarantine::WriteError::Mirror(m) => m,
-            other => MirrorError::Task(other.to_string()),
-        })?;
-        self.promote(q)
+    /// Writes small bytes straight into the blob store, for tests that need blobs to exist.
+    #[cfg(test)]
+    pub(crate) fn write_blob(&self, bytes: &[u8]) -> Result<Digest, MirrorError> {
+        let dir =
+            tempfile::tempdir_in(&self.quarantine).map_err(MirrorError::io(&self.quarantine))?;
+        let path = dir.path().join("blob");
+        std::fs::write(&path, bytes).map_err(MirrorError::io(&path))?;
+        let digest = Digest::of(bytes);
+        self.adopt(&path, &digest)?;
+        Ok(digest)
     }
 
     /// Reads a whole small blob (a manifest). Blocking.
     pub fn read_small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, MirrorError> {
-        let path = self.blob_path(digest);
-        let meta = std::fs::metadata(&path).map_err(MirrorError::io(&path))?;
-        if meta.len() > limit {
-            return Err(MirrorError::Corrupt {
+        match self.cas.read_small(digest, limit) {
+            Err(crate::cas::CasError::SizeMismatch { .. }) => Err(MirrorError::Corrupt {
                 key: digest.to_string(),
                 detail: "blob larger than expected".into(),
-            });
+            }),
+            other => Ok(other?),
         }
-        std::fs::read(&path).map_err(MirrorError::io(path))
     }
 
     /// The last resolution of an Ollama tag.

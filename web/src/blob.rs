@@ -70,14 +70,15 @@ pub fn parse_range(value: Option<&str>, size: u64) -> RangeAsk {
     }
 }
 
-/// Finishes `resp` as the answer to a GET (`file` given) or HEAD (`file` is `None`) for a blob of
+/// Finishes `resp` as the answer to a GET (`blob` given) or HEAD (`blob` is `None`) for a blob of
 /// `size` bytes, honouring `range`: 200 with everything, 206 with `Content-Range`, or `Err` for a
-/// range outside the file (the caller answers 416 in its protocol's error form).
+/// range outside the file (the caller answers 416 in its protocol's error form). A local file is
+/// streamed memory-mapped; an object-store blob by a ranged read of just the bytes asked for.
 pub fn respond(
     mut resp: actix_web::HttpResponseBuilder,
     range: Option<&str>,
     size: u64,
-    file: Option<File>,
+    blob: Option<mirror::Blob>,
 ) -> Result<actix_web::HttpResponse, RangeAsk> {
     let (start, len) = match parse_range(range, size) {
         RangeAsk::Full => (0, size),
@@ -92,10 +93,14 @@ pub fn respond(
         RangeAsk::Unsatisfiable => return Err(RangeAsk::Unsatisfiable),
     };
     resp.insert_header((actix_web::http::header::ACCEPT_RANGES, "bytes"));
-    Ok(match file {
-        Some(file) => {
+    Ok(match blob {
+        Some(mirror::Blob::File(file)) => {
             resp.no_chunking(len);
             resp.streaming(stream(file, start, len))
+        }
+        Some(mirror::Blob::Remote(remote)) => {
+            resp.no_chunking(len);
+            resp.streaming(remote.stream(start, len))
         }
         // actix writes a HEAD's Content-Length from the body's declared size and never sends the
         // body itself, so declare the real size over an empty stream.

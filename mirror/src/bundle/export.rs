@@ -7,8 +7,8 @@
 //! re-run: parts already written are re-hashed against what the last run recorded and kept.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,8 @@ pub struct Exported {
 
 /// Where an item's bytes come from.
 enum ItemSource {
-    Blob(PathBuf),
+    /// A stored blob, read through the blob store.
+    Blob(crate::cas::Cas),
     Bytes(Arc<Vec<u8>>),
 }
 
@@ -269,11 +270,13 @@ pub fn export(
     }
     for v in &versions {
         for (digest, _) in v.blobs() {
-            let path = store.blob_path(&digest);
-            let size = std::fs::metadata(&path)
-                .map_err(MirrorError::io(&path))?
-                .len();
-            push(ItemKind::Blob, digest, size, ItemSource::Blob(path));
+            let size = store.blob_size(&digest)?;
+            push(
+                ItemKind::Blob,
+                digest,
+                size,
+                ItemSource::Blob(store.cas().clone()),
+            );
         }
     }
     drop(push);
@@ -415,11 +418,10 @@ fn write_part(
                 let from = start.max(item.offset) - item.offset;
                 let to = end.min(item.offset + item.size) - item.offset;
                 let mut src = match sources.get(&item.sha256) {
-                    Some(ItemSource::Blob(p)) => {
-                        let mut f = std::fs::File::open(p).map_err(MirrorError::io(p))?;
-                        f.seek(SeekFrom::Start(from)).map_err(MirrorError::io(p))?;
-                        Some((f, p))
-                    }
+                    Some(ItemSource::Blob(cas)) => Some((
+                        cas.reader_from(&item.sha256, from)?,
+                        item.sha256.to_string(),
+                    )),
                     Some(ItemSource::Bytes(_)) => None,
                     None => {
                         return Err(MirrorError::Bundle {
@@ -435,9 +437,9 @@ fn write_part(
                     };
                     let n = ((to - at) as usize).min(b.len());
                     match (&mut src, sources.get(&item.sha256)) {
-                        (Some((f, p)), _) => {
-                            f.read_exact(&mut b[..n]).map_err(MirrorError::io(*p))?
-                        }
+                        (Some((f, p)), _) => f
+                            .read_exact(&mut b[..n])
+                            .map_err(MirrorError::io(p.as_str()))?,
                         (None, Some(ItemSource::Bytes(bytes))) => {
                             b[..n].copy_from_slice(&bytes[at as usize..at as usize + n])
                         }

@@ -432,14 +432,17 @@ fn check_and_commit(
             }
         }
     }
-    let blob_path = |d: &Digest| {
-        let hex = d.hex();
-        data_dir
-            .join("blobs")
-            .join("sha256")
-            .join(&hex[..2])
-            .join(hex)
-    };
+    // Held blobs are re-scanned and hashed from their files, so an import needs local blobs.
+    if cfg.store.backend != crate::config::StoreBackend::Local {
+        return Err(MirrorError::Config(
+            "airlock import writes into the local blob backend only ([store] backend = \"local\"); \
+             import on a local mirror, then copy its blobs into the bucket"
+                .into(),
+        )
+        .into());
+    }
+    let local = crate::cas::LocalCas::at(data_dir);
+    let blob_path = |d: &Digest| local.path(d);
     let mut parts = Parts {
         dir: dir.to_owned(),
         names: m.parts.iter().map(|p| p.name.clone()).collect(),
@@ -843,7 +846,7 @@ fn check_and_commit(
     }
 
     // 9. Commit. Only now is the index opened (and the server must be stopped).
-    let store = Store::open(data_dir).map_err(|e| {
+    let store = Store::open_with(data_dir, &cfg.store).map_err(|e| {
         MirrorError::Config(format!(
             "opening the store at {} (stop `airlock serve` while importing): {e}",
             data_dir.display()
@@ -854,9 +857,7 @@ fn check_and_commit(
         if c.staged {
             store.adopt(&c.path, d)?;
             new_blobs += 1;
-            new_bytes += std::fs::metadata(store.blob_path(d))
-                .map(|m| m.len())
-                .unwrap_or(0);
+            new_bytes += store.blob_size(d).unwrap_or(0);
         }
     }
     let approvals_dir = data_dir.join("approvals");
@@ -913,9 +914,7 @@ fn check_and_commit(
                 ..
             } => {
                 let oname = ollama_name(name).map_err(corrupt)?;
-                let size = std::fs::metadata(store.blob_path(manifest))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
+                let size = store.blob_size(manifest).unwrap_or(0);
                 for f in layers {
                     store.put_layer(
                         &oname,
@@ -957,7 +956,10 @@ fn check_and_commit(
     }
     let versions: Vec<String> = m.versions.iter().map(Version::label).collect();
     drop(store);
-    let gov = Governance::open(cfg, std::sync::Arc::new(Store::open(data_dir)?))?;
+    let gov = Governance::open(
+        cfg,
+        std::sync::Arc::new(Store::open_with(data_dir, &cfg.store)?),
+    )?;
     gov.audit(AuditEvent::Import {
         bundle,
         exporter: Some(exporter.clone()),

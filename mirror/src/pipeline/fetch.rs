@@ -244,7 +244,9 @@ impl FetchTask {
         };
         self.env.record_scan(declared, scan_started.elapsed());
         let store = self.store.clone();
-        let digest = tokio::task::spawn_blocking(move || store.promote(quarantined))
+        // Size, digests and scan all passed: this is the verify step's verdict.
+        let verified = super::Verified::new(quarantined);
+        let digest = tokio::task::spawn_blocking(move || store.promote(verified))
             .await
             .map_err(|e| MirrorError::Task(e.to_string()))??;
         tracing::info!(artifact = %self.label, %digest, "promoted");

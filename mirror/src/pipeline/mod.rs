@@ -12,6 +12,7 @@ mod ollama;
 mod prepare;
 mod scope;
 mod signed;
+mod verified;
 
 use std::sync::{Arc, Weak};
 
@@ -33,6 +34,7 @@ use crate::upstream::oci::OciUpstream;
 pub use hf::Snapshot;
 pub(crate) use ollama::{layer_formats, parse_manifest as manifest_layers};
 pub use ollama::{BlobInfo, ManifestDoc};
+pub(crate) use verified::Verified;
 
 /// The answer to a lookup: found, refused by Airlock, or absent upstream.
 #[derive(Debug, Clone)]
@@ -161,7 +163,7 @@ impl Mirror {
     /// Opens the store and builds the upstream clients. Background work runs on `rt` (the engine
     /// runtime, separate from the HTTP workers' event loops).
     pub fn open(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Arc<Mirror>, MirrorError> {
-        let store = Arc::new(Store::open(&cfg.data_dir)?);
+        let store = Arc::new(Store::open_with(&cfg.data_dir, &cfg.store)?);
         let gov = Arc::new(Governance::open(cfg, store.clone())?);
         let metrics = Arc::new(crate::metrics::Metrics::new(gov.appended()));
         let policy = Policy::new(&cfg.policy)?;
@@ -412,13 +414,16 @@ impl Mirror {
         }
     }
 
-    /// Opens a promoted blob for serving.
-    pub async fn open_blob(&self, rec: &FileRecord) -> Result<std::fs::File, MirrorError> {
+    /// Opens a promoted blob for serving: a local file (marked as recently served, for
+    /// eviction order) or an object-store blob for ranged reads.
+    pub async fn open_blob(&self, rec: &FileRecord) -> Result<crate::cas::Blob, MirrorError> {
         let (store, digest) = (self.store.clone(), rec.digest);
         self.blocking(move || {
-            let file = store.open_blob(&digest)?;
-            store.touch(&file);
-            Ok(file)
+            let blob = store.open_blob(&digest)?;
+            if let crate::cas::Blob::File(file) = &blob {
+                store.touch(file);
+            }
+            Ok(blob)
         })
         .await
     }

@@ -560,7 +560,7 @@ async fn fetch_manifest_task(
         size,
     };
     tokio::task::spawn_blocking(move || {
-        store.write_blob(&bytes)?;
+        super::verified::promote_small(&store, &bytes, digest)?;
         store.put_oci_manifest(&digest, &rec)?;
         store.put_confirmed(&name, &digest)?;
         if let Reference::Tag(t) = &reference {

@@ -192,8 +192,12 @@ impl Mirror {
                     if *path == signature_name || Some(path) == manifest_name.as_ref() {
                         continue;
                     }
+                    // The sha256 is trusted, so the verifier reads no file for sha256 digests; with
+                    // an object store there is no local path, and a signature over another digest
+                    // kind fails on the missing file (loudly, never verified).
+                    let local = store.local_blob_path(digest).unwrap_or_default();
                     files
-                        .add_with_sha256(path, store.blob_path(digest), *digest)
+                        .add_with_sha256(path, local, *digest)
                         .map_err(|e| MirrorError::Config(format!("{path}: {e}")))?;
                 }
                 let now = std::time::SystemTime::now();

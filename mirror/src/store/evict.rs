@@ -5,7 +5,8 @@
 //!
 //! "Recently served" is the blob file's mtime, which serving refreshes (at most every
 //! [`TOUCH_EVERY`], so a hot file costs no metadata write per request). Keeping it in the file
-//! system means the order survives restarts and needs no index of its own.
+//! system means the order survives restarts and needs no index of its own. With an object-store
+//! backend an object cannot be touched: the order is then the order blobs were stored in.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -77,16 +78,14 @@ impl Store {
             return Ok(report);
         }
         let mut blobs = Vec::new();
-        for (path, digest) in self.blob_files()? {
-            let Some(digest) = digest else { continue };
+        for listed in self.cas.list()? {
+            let Some(digest) = listed.digest else {
+                continue;
+            };
             if self.get_oci_manifest(&digest)?.is_some() {
                 continue;
             }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            blobs.push((needed.contains(&digest), used, digest, meta.len()));
+            blobs.push((needed.contains(&digest), listed.used, digest, listed.size));
         }
         // Unneeded before needed, then least recently served first.
         blobs.sort_by_key(|(needed, used, digest, _)| (*needed, *used, digest.hex()));
@@ -104,12 +103,7 @@ impl Store {
             }
             self.files.flush()?;
             self.oci_blobs.flush()?;
-            let path = self.blob_path(&digest);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(MirrorError::io(path)(e)),
-            }
+            self.cas.delete(&digest)?;
             self.blob_bytes.fetch_sub(size, Ordering::Relaxed);
             current = current.saturating_sub(size);
             report.forced += usize::from(is_needed);
@@ -156,13 +150,9 @@ impl Store {
     }
 }
 
-/// Total size of the files under `blobs/` (at open).
+/// Total size of the stored blobs (at open).
 pub(super) fn measure(store: &Store) -> Result<u64, MirrorError> {
-    let mut total = 0;
-    for (path, _) in store.blob_files()? {
-        total += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    }
-    Ok(total)
+    Ok(store.cas.list()?.iter().map(|l| l.size).sum())
 }
 
 #[cfg(test)]
@@ -181,7 +171,7 @@ mod tests {
             .expect("record");
         let f = std::fs::File::options()
             .write(true)
-            .open(store.blob_path(&d))
+            .open(store.local_blob_path(&d).expect("local"))
             .expect("open");
         f.set_modified(SystemTime::now() - Duration::from_secs(age_secs))
             .expect("mtime");
@@ -201,7 +191,7 @@ mod tests {
         let r = store.evict_to(150, &needed, false).expect("evict");
         assert_eq!(r.evicted, vec![(old, 100), (recent, 100)]);
         assert_eq!((r.before, r.after), (300, 100));
-        assert!(!store.blob_path(&old).exists() && store.blob_path(&needed_old).exists());
+        assert!(!store.has_blob(&old) && store.has_blob(&needed_old));
         assert!(store.get_blob_record(&old).expect("get").is_none());
         assert_eq!(store.blob_bytes(), 100);
         assert!(store.fsck(false, |_| {}).expect("fsck").problems.is_empty());
@@ -219,7 +209,10 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let a = put(&store, &[1u8; 10], 3000);
         let b = put(&store, &[2u8; 10], 2000);
-        store.touch(&store.open_blob(&a).expect("open"));
+        match store.open_blob(&a).expect("open") {
+            crate::cas::Blob::File(f) => store.touch(&f),
+            crate::cas::Blob::Remote(_) => panic!("a local store"),
+        }
         let r = store.evict_to(10, &HashSet::new(), false).expect("evict");
         assert_eq!(r.evicted, vec![(b, 10)]);
     }

@@ -103,12 +103,20 @@ impl Store {
         };
         let mut present = HashSet::new();
         let mut corrupt = HashSet::new();
-        for (path, name) in self.blob_files()? {
-            let Some(digest) = name else {
-                report.problems.push(FsckProblem::StrayFile { path });
+        for listed in self.cas.list()? {
+            let Some(digest) = listed.digest else {
+                report.problems.push(FsckProblem::StrayFile {
+                    path: PathBuf::from(listed.location),
+                });
                 continue;
             };
-            let actual = hash_file(&path, &mut report.bytes, &mut progress)?;
+            let mut reader = self.cas.reader(&digest)?;
+            let actual = hash_reader(
+                &mut reader,
+                &listed.location,
+                &mut report.bytes,
+                &mut progress,
+            )?;
             report.blobs += 1;
             if actual != digest {
                 report
@@ -176,11 +184,11 @@ impl Store {
         if repair {
             for problem in &report.problems {
                 match problem {
-                    FsckProblem::CorruptBlob { digest, .. } => {
-                        let path = self.blob_path(digest);
-                        std::fs::remove_file(&path).map_err(MirrorError::io(&path))?;
+                    FsckProblem::CorruptBlob { digest, .. } => self.cas.delete(digest)?,
+                    FsckProblem::StrayFile { path } => {
+                        self.cas.delete_stray(&path.to_string_lossy())?
                     }
-                    FsckProblem::StrayFile { path } | FsckProblem::Leftover { path } => {
+                    FsckProblem::Leftover { path } => {
                         std::fs::remove_file(path).map_err(MirrorError::io(path))?;
                     }
                     FsckProblem::MissingBlob { .. } => {}
@@ -196,43 +204,19 @@ impl Store {
         }
         Ok(report)
     }
-
-    /// Every file under `blobs/sha256/`, with the digest its name states (None: not a digest, or
-    /// not in the shard its name says).
-    pub(super) fn blob_files(&self) -> Result<Vec<(PathBuf, Option<Digest>)>, MirrorError> {
-        let mut out = Vec::new();
-        for shard in std::fs::read_dir(&self.blobs).map_err(MirrorError::io(&self.blobs))? {
-            let shard = shard.map_err(MirrorError::io(&self.blobs))?.path();
-            if !shard.is_dir() {
-                out.push((shard, None));
-                continue;
-            }
-            for entry in std::fs::read_dir(&shard).map_err(MirrorError::io(&shard))? {
-                let path = entry.map_err(MirrorError::io(&shard))?.path();
-                let digest = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| Digest::from_hex(n).ok())
-                    .filter(|d| self.blob_path(d) == path && path.is_file());
-                out.push((path, digest));
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
 }
 
-/// sha256 of a file, streamed.
-fn hash_file(
-    path: &Path,
+/// sha256 of a blob, streamed.
+fn hash_reader(
+    reader: &mut dyn Read,
+    location: &str,
     total: &mut u64,
     progress: &mut impl FnMut(u64),
 ) -> Result<Digest, MirrorError> {
-    let mut file = std::fs::File::open(path).map_err(MirrorError::io(path))?;
     let mut hasher = verifier::Hasher::new(None);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(MirrorError::io(path))?;
+        let n = reader.read(&mut buf).map_err(MirrorError::io(location))?;
         if n == 0 {
             break;
         }
@@ -304,10 +288,10 @@ mod tests {
         record(&store, a, 8);
         let b = blob(&store, b"will vanish");
         record(&store, b, 11);
-        let mut bytes = std::fs::read(store.blob_path(&a)).expect("read");
+        let mut bytes = std::fs::read(store.local_blob_path(&a).expect("local")).expect("read");
         bytes[0] ^= 1;
-        std::fs::write(store.blob_path(&a), &bytes).expect("rot");
-        std::fs::remove_file(store.blob_path(&b)).expect("vanish");
+        std::fs::write(store.local_blob_path(&a).expect("local"), &bytes).expect("rot");
+        std::fs::remove_file(store.local_blob_path(&b).expect("local")).expect("vanish");
         let leftover = dir.path().join("manifests").join("x.json.tmp");
         std::fs::write(&leftover, b"{").expect("leftover");
 
@@ -319,12 +303,12 @@ mod tests {
             .iter()
             .any(|p| matches!(p, FsckProblem::MissingBlob { digest, .. } if *digest == b)));
         // Without --repair nothing changed.
-        assert!(store.blob_path(&a).exists() && leftover.exists());
+        assert!(store.local_blob_path(&a).expect("local").exists() && leftover.exists());
         assert!(store.get_blob_record(&a).expect("get").is_some());
 
         let r = store.fsck(true, |_| {}).expect("repair");
         assert_eq!(r.problems.len(), 3);
-        assert!(!store.blob_path(&a).exists() && !leftover.exists());
+        assert!(!store.local_blob_path(&a).expect("local").exists() && !leftover.exists());
         assert!(store.get_blob_record(&a).expect("get").is_none());
         assert!(store.get_blob_record(&b).expect("get").is_none());
         let r = store.fsck(false, |_| {}).expect("after repair");

@@ -113,12 +113,14 @@ fn load(
 fn open(
     cfg: &mirror::Config,
 ) -> anyhow::Result<(Arc<mirror::Store>, mirror::governance::Governance)> {
-    let store = Arc::new(mirror::Store::open(&cfg.data_dir).with_context(|| {
-        format!(
-            "opening {} (is `airlock serve` still running?)",
-            cfg.data_dir.display()
-        )
-    })?);
+    let store = Arc::new(
+        mirror::Store::open_with(&cfg.data_dir, &cfg.store).with_context(|| {
+            format!(
+                "opening {} (is `airlock serve` still running?)",
+                cfg.data_dir.display()
+            )
+        })?,
+    );
     let gov = mirror::governance::Governance::open(cfg, store.clone())?;
     Ok((store, gov))
 }

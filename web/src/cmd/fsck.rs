@@ -27,7 +27,7 @@ pub struct FsckArgs {
 pub fn run(args: FsckArgs) -> anyhow::Result<ExitCode> {
     let cfg = mirror::Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     let data_dir = args.data_dir.unwrap_or(cfg.data_dir);
-    let store = mirror::Store::open(&data_dir)
+    let store = mirror::Store::open_with(&data_dir, &cfg.store)
         .with_context(|| format!("opening {}", data_dir.display()))?;
     // indicatif draws only on a terminal, so logs and tests see the summary alone.
     let bar = indicatif::ProgressBar::new_spinner();

@@ -20,7 +20,7 @@ pub struct ReindexArgs {
 pub fn run(args: ReindexArgs) -> anyhow::Result<ExitCode> {
     let cfg = mirror::Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     let data_dir = args.data_dir.unwrap_or(cfg.data_dir);
-    let store = mirror::Store::open(&data_dir).with_context(|| {
+    let store = mirror::Store::open_with(&data_dir, &cfg.store).with_context(|| {
         format!(
             "opening {} (is `airlock serve` still running?)",
             data_dir.display()

@@ -46,12 +46,13 @@ impl From<GovError> for AdminError {
         match e {
             GovError::Rejected(m) => AdminError(StatusCode::BAD_REQUEST, m),
             GovError::NotFound(m) => AdminError(StatusCode::NOT_FOUND, format!("{m} not found")),
+            GovError::Mirror(e) if e.is_internal() => AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::internal::report(&e, "admin"),
+            ),
             GovError::Mirror(e) => {
                 tracing::warn!(error = %e, "admin request failed");
-                AdminError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error (see server log)".into(),
-                )
+                AdminError(StatusCode::BAD_GATEWAY, e.to_string())
             }
         }
     }
@@ -157,9 +158,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         }
                         Err(e)
                     }
+                    // The app is built with the mirror; without it, this is a wiring bug.
                     None => Err(AdminError(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error (see server log)".into(),
+                        crate::internal::report(
+                            &mirror::MirrorError::Task("admin scope has no mirror".into()),
+                            "admin",
+                        ),
                     )),
                 };
                 let call = verdict.map(|()| srv.call(req));

@@ -10,6 +10,7 @@ mod body;
 mod client;
 mod cmd;
 mod hf;
+mod internal;
 mod ollama;
 mod origin;
 

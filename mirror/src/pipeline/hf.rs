@@ -191,21 +191,25 @@ impl Mirror {
             key,
             || None,
             move |_| async move {
-                let answer = hf.resolve(&repo2, &rev2).await.map_err(|e| e.to_string())?;
+                let answer = hf.resolve(&repo2, &rev2).await.map_err(Arc::new)?;
                 if let Answer::Found(c) = &answer {
                     let c = *c;
                     tokio::task::spawn_blocking(move || store.put_ref(&repo2, &rev2, c))
                         .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Arc::new(MirrorError::Task(e.to_string())))?
+                        .map_err(Arc::new)?;
                 }
                 Ok(answer)
             },
         );
         let answer = match flight.wait(Duration::from_secs(60)).await {
             Waited::Done(a) => a,
-            Waited::Running { .. } => Err("upstream did not answer in time".to_string()),
-            Waited::Lost => Err("revision lookup task failed".to_string()),
+            Waited::Running { .. } => Err(Arc::new(MirrorError::Upstream(
+                "upstream did not answer in time".into(),
+            ))),
+            Waited::Lost => Err(Arc::new(MirrorError::Task(
+                "revision lookup task failed".into(),
+            ))),
         };
         match answer {
             Ok(Answer::Found(c)) => Ok(Lookup::Found(c)),
@@ -224,7 +228,7 @@ impl Mirror {
                     tracing::warn!(repo = %repo, rev = %rev, error = %e, "upstream unavailable; using stored resolution");
                     Ok(Lookup::Found(r.commit))
                 }
-                None => Err(MirrorError::Upstream(e)),
+                None => Err(MirrorError::Shared(e)),
             },
         }
     }
@@ -247,11 +251,7 @@ impl Mirror {
             key,
             || None,
             move |_| async move {
-                match hf
-                    .manifest(&repo2, commit)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
+                match hf.manifest(&repo2, commit).await.map_err(Arc::new)? {
                     Answer::Found(m) => {
                         let m = Arc::new(m);
                         let m2 = m.clone();
@@ -259,8 +259,8 @@ impl Mirror {
                             store.put_manifest(&repo2, commit, &m2)
                         })
                         .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Arc::new(MirrorError::Task(e.to_string())))?
+                        .map_err(Arc::new)?;
                         Ok(Answer::Found(m))
                     }
                     Answer::RepoNotFound(m) => Ok(Answer::RepoNotFound(m)),
@@ -271,7 +271,7 @@ impl Mirror {
             },
         );
         match flight.wait(Duration::from_secs(120)).await {
-            Waited::Done(a) => a.map_err(MirrorError::Upstream),
+            Waited::Done(a) => a.map_err(MirrorError::Shared),
             Waited::Running { .. } => Err(MirrorError::Upstream(
                 "upstream listing did not finish in time".into(),
             )),
@@ -435,13 +435,14 @@ async fn fetch_file(
                 etag: entry.etag(),
                 scan: promoted.scan,
             };
-            let (rec2, repo2) = (rec.clone(), repo.clone());
+            let (rec2, repo2, path2) = (rec.clone(), repo.clone(), path.clone());
             let put =
-                tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path, &rec2))
+                tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path2, &rec2))
                     .await;
             match put {
                 Ok(Ok(())) => Fetched::Ready(rec),
-                _ => Fetched::Failed("could not record the verified file (see server log)".into()),
+                Ok(Err(e)) => Fetched::from_error(e, &path.to_string()),
+                Err(e) => Fetched::from_error(MirrorError::Task(e.to_string()), &path.to_string()),
             }
         }
         Ok(Err(reason)) => {

@@ -69,7 +69,9 @@ pub enum FileState {
 pub(crate) enum Fetched {
     Ready(FileRecord),
     Refused(Refusal),
-    Failed(String),
+    /// Not sticky: the next request retries. The error itself (not its text) so the protocol
+    /// mapping points can keep internal detail from clients.
+    Failed(Arc<MirrorError>),
     Busy(u64),
     /// The data directory is full: not sticky, retried once space is freed.
     NoSpace {
@@ -80,17 +82,23 @@ pub(crate) enum Fetched {
 
 impl Fetched {
     /// A fetch that failed for reasons other than the bytes: not sticky, the next request retries.
+    /// Internal failures are logged by the mapping point that answers a client, with the
+    /// reference it gives; here only at debug (a fetch no client waits for is a prefetch, whose
+    /// report carries the error).
     pub(crate) fn from_error(e: MirrorError, label: &str) -> Fetched {
-        tracing::warn!(artifact = label, error = %e, "fetch failed");
+        if e.is_internal() {
+            tracing::debug!(artifact = label, error = %e, "fetch failed");
+        } else {
+            tracing::warn!(artifact = label, error = %e, "fetch failed");
+        }
         match e {
             MirrorError::UpstreamBusy { retry_after_secs } => Fetched::Busy(retry_after_secs),
-            MirrorError::Upstream(m) => Fetched::Failed(m),
             MirrorError::InsufficientStorage { needed, free } => Fetched::NoSpace { needed, free },
             // The disk filled up mid-stream (other fetches took the room the pre-flight saw).
             MirrorError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 Fetched::NoSpace { needed: 0, free: 0 }
             }
-            _ => Fetched::Failed("internal error while fetching (see server log)".into()),
+            e => Fetched::Failed(Arc::new(e)),
         }
     }
 }
@@ -132,16 +140,16 @@ pub struct Mirror {
     revision_ttl: u64,
     rt: tokio::runtime::Handle,
     files: SingleFlight<FileKey, Fetched>,
-    refs: SingleFlight<MetaKey, Result<Answer<Revision>, String>>,
-    listings: SingleFlight<MetaKey, Result<Answer<Arc<Manifest>>, String>>,
+    refs: SingleFlight<MetaKey, Result<Answer<Revision>, Arc<MirrorError>>>,
+    listings: SingleFlight<MetaKey, Result<Answer<Arc<Manifest>>, Arc<MirrorError>>>,
     oci: Arc<OciUpstream>,
     tag_ttl: u64,
     blob_flights: SingleFlight<Digest, Fetched>,
-    manifest_flights: SingleFlight<MetaKey, Result<Lookup<ManifestDoc>, String>>,
+    manifest_flights: SingleFlight<MetaKey, Result<Lookup<ManifestDoc>, Arc<MirrorError>>>,
     gov: Arc<Governance>,
     well_known: WellKnown,
     trust: crate::trust::Trust,
-    signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
+    signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, Arc<MirrorError>>>,
     /// Recent upstream misses per (repo, revision), so repeated asks for a missing revision do not
     /// each cost an authenticated upstream request.
     missing: moka::sync::Cache<MetaKey, Missing>,
@@ -356,7 +364,7 @@ impl Mirror {
         match fetched {
             Fetched::Ready(rec) => Ok(Lookup::Found(FileState::Ready(rec))),
             Fetched::Refused(r) => Ok(Lookup::Refused(r)),
-            Fetched::Failed(m) => Err(MirrorError::Upstream(m)),
+            Fetched::Failed(e) => Err(MirrorError::Shared(e)),
             Fetched::NoSpace { needed, free } => {
                 Err(MirrorError::InsufficientStorage { needed, free })
             }

@@ -300,7 +300,7 @@ impl Mirror {
             .join(key, settled, move |_| async move {
                 fetch_manifest_task(store, oci, name2, ref2, expect)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(Arc::new)
             });
         match flight.wait(Duration::from_secs(60)).await {
             Waited::Done(Ok(Lookup::RepoNotFound(m))) => {
@@ -308,7 +308,7 @@ impl Mirror {
                 Ok(Lookup::RepoNotFound(m))
             }
             Waited::Done(Ok(l)) => Ok(l),
-            Waited::Done(Err(e)) => Err(MirrorError::Upstream(e)),
+            Waited::Done(Err(e)) => Err(MirrorError::Shared(e)),
             Waited::Running { .. } => {
                 Err(MirrorError::Upstream("manifest request timed out".into()))
             }
@@ -638,7 +638,8 @@ async fn fetch_blob(
             let rec2 = rec.clone();
             match tokio::task::spawn_blocking(move || store.put_blob_record(&rec2)).await {
                 Ok(Ok(())) => Fetched::Ready(rec),
-                _ => Fetched::Failed("could not record the verified blob (see server log)".into()),
+                Ok(Err(e)) => Fetched::from_error(e, &digest.to_string()),
+                Err(e) => Fetched::from_error(MirrorError::Task(e.to_string()), &digest.to_string()),
             }
         }
         Ok(Err(reason)) => {

@@ -74,19 +74,19 @@ impl Mirror {
                 let state = me
                     .verify_revision(&snap2, &rule2)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Arc::new)?;
                 let (store, k) = (me.store.clone(), key(&snap2, &rule2));
                 let s2 = state.clone();
                 tokio::task::spawn_blocking(move || Store::put(&store.signed, k, &s2))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Arc::new(MirrorError::Task(e.to_string())))?
+                    .map_err(Arc::new)?;
                 Ok(state)
             },
         );
         let state = match flight.wait(wait).await {
             Waited::Done(Ok(s)) => s,
-            Waited::Done(Err(e)) => return Err(MirrorError::Upstream(e)),
+            Waited::Done(Err(e)) => return Err(MirrorError::Shared(e)),
             Waited::Running {
                 eta_secs,
                 elapsed_secs,

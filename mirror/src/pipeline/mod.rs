@@ -161,6 +161,8 @@ pub struct Mirror {
     /// Itself, for background tasks that outlive a request (review-request prefetches).
     me: Weak<Mirror>,
     fetch_env: Arc<fetch::FetchEnv>,
+    /// OCI blobs already checked against a layer media type's format (see `recheck_format`).
+    formats_checked: ollama::FormatsChecked,
 }
 
 impl Mirror {
@@ -222,6 +224,7 @@ impl Mirror {
             offline,
             me: me.clone(),
             fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch)),
+            formats_checked: moka::sync::Cache::new(100_000),
             policy,
             hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,

@@ -220,14 +220,18 @@ impl Mirror {
         let blobs: Vec<Digest> = layers.iter().map(|(d, _)| *d).collect();
         self.blocking(move || store.put_served(&name2, &served, blobs))
             .await?;
-        // A layer already refused makes the whole model unservable; say why here, on the manifest,
-        // the only answer whose body ollama shows (its blob requests start with a HEAD).
+        // A refused layer makes the whole model unservable, and the manifest is the only answer
+        // whose body ollama shows: its blob requests start with a HEAD (no body), and a failed
+        // GET for the direct URL is retried for 30 s and then reported as "context deadline
+        // exceeded" (server/download.go). So the manifest waits, up to MANIFEST_HOLD, for the
+        // layers record_layers started fetching; the client would wait for the same bytes at the
+        // blob's direct URL anyway, so a pull takes no longer. A layer still unsettled after the
+        // hold (a large model on a slow link) is reported on its blob requests, and on the
+        // manifest of every later pull.
+        let deadline = tokio::time::Instant::now() + MANIFEST_HOLD;
         for (d, layer) in &layers {
-            if let Some(r) = self.store.get_blob_refusal(d)? {
-                let reason = match r {
-                    Refusal::Verification { reason, .. } => reason,
-                    other => other.to_string(),
-                };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Some(reason) = self.layer_refusal(name, d, layer, left).await? {
                 return Ok(Lookup::Refused(Refusal::Verification {
                     file: format!("{name}:{reference} layer {} {d}", layer.media_type),
                     reason,
@@ -235,6 +239,89 @@ impl Mirror {
             }
         }
         Ok(Lookup::Found(doc))
+    }
+
+    /// Why a layer of a manifest cannot be served, waiting at most `wait` for its fetch: its
+    /// sticky refusal, or its bytes failing the format its media type requires. `None` when it is
+    /// servable or not settled yet.
+    async fn layer_refusal(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        layer: &LayerRecord,
+        wait: Duration,
+    ) -> Result<Option<String>, MirrorError> {
+        let reason = |r: Refusal| match r {
+            Refusal::Verification { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let (store, d) = (self.store.clone(), *digest);
+        let (refused, ready) = self
+            .blocking(move || {
+                let ready = store.get_blob_record(&d)?.is_some() && store.has_blob(&d);
+                Ok((store.get_blob_refusal(&d)?, ready))
+            })
+            .await?;
+        if let Some(r) = refused {
+            return Ok(Some(reason(r)));
+        }
+        // Offline nothing is fetched: only what is stored can be judged.
+        if ready || self.offline {
+            return match ready {
+                true => self.recheck_format(digest, &layer.media_type).await,
+                false => Ok(None),
+            };
+        }
+        match self.blob_flight(name, digest, layer).wait(wait).await {
+            Waited::Done(Fetched::Refused(r)) => Ok(Some(reason(r))),
+            Waited::Done(Fetched::Ready(_)) => self.recheck_format(digest, &layer.media_type).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks a promoted blob's bytes against the format `media_type` requires. Ready is keyed by
+    /// digest alone, and the fetch checked the format of the media type it was fetched for: the
+    /// same bytes listed under another media type (a licence text as a model layer) are checked
+    /// again, once per (digest, media type) per process. `Some(reason)` if they do not pass.
+    async fn recheck_format(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<Option<String>, MirrorError> {
+        let Some(allowed) = layer_formats(media_type) else {
+            return Ok(None);
+        };
+        let key = (*digest, media_type.to_owned());
+        if self.formats_checked.contains_key(&key) {
+            return Ok(None);
+        }
+        let (store, d, scanning) = (self.store.clone(), *digest, self.scanning.clone());
+        let format = self
+            .blocking(move || {
+                let path = store.blob_path(&d);
+                let file = store.open_blob(&d)?;
+                let len = file.metadata().map_err(MirrorError::io(&path))?.len();
+                let report =
+                    verifier::scan_with(std::io::BufReader::new(file), len, &scanning.options)
+                        .map_err(|e| MirrorError::Io {
+                            path,
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                Ok(report.format)
+            })
+            .await?;
+        if allowed.contains(&format) {
+            self.formats_checked.insert(key, ());
+            return Ok(None);
+        }
+        let want: Vec<String> = allowed
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect();
+        Ok(Some(format!(
+            "content is {format:?}, but the manifest declares {media_type} ({})",
+            want.join(" or ")
+        )))
     }
 
     /// Fetches a manifest upstream (single-flight), checks it against `expect` if given, parses it
@@ -425,6 +512,15 @@ impl Mirror {
         let flight = self.blob_flight(name, digest, &layer);
         let state = match flight.wait(wait).await {
             Waited::Done(f) => match Mirror::settle(f)? {
+                Lookup::Found(FileState::Ready(rec)) => {
+                    if let Some(reason) = self.recheck_format(digest, &layer.media_type).await? {
+                        return Ok(Lookup::Refused(Refusal::Verification {
+                            file: format!("{name} layer {} {digest}", layer.media_type),
+                            reason,
+                        }));
+                    }
+                    FileState::Ready(rec)
+                }
                 Lookup::Found(state) => state,
                 Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
                 _ => return Err(MirrorError::Task("unexpected fetch outcome".into())),
@@ -467,10 +563,10 @@ impl Mirror {
             layer.size,
         );
         let (media_type, env) = (layer.media_type.clone(), self.fetch_env.clone());
-        let scanning = self.scanning.clone();
+        let (scanning, checked) = (self.scanning.clone(), self.formats_checked.clone());
         self.blob_flights.join(d, settled, move |progress| {
             fetch_blob(
-                store, env, scanning, oci, name, d, size, media_type, progress,
+                store, env, scanning, oci, name, d, size, media_type, checked, progress,
             )
         })
     }
@@ -577,6 +673,13 @@ async fn fetch_manifest_task(
     }))
 }
 
+/// (blob, layer media type) pairs whose bytes passed that media type's format check.
+pub(crate) type FormatsChecked = moka::sync::Cache<(Digest, String), ()>;
+
+/// How long a manifest request waits for its layers to be fetched and checked, so that a refused
+/// layer's reason can be the manifest's answer (see [`Mirror::ollama_manifest`]).
+const MANIFEST_HOLD: Duration = Duration::from_secs(30);
+
 /// The `mediaType` a manifest declares, if any.
 fn manifest_media_type(bytes: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -612,6 +715,7 @@ async fn fetch_blob(
     digest: Digest,
     size: u64,
     media_type: String,
+    checked: FormatsChecked,
     progress: Arc<Progress>,
 ) -> Fetched {
     let task = FetchTask {
@@ -627,6 +731,8 @@ async fn fetch_blob(
         formats: layer_formats(&media_type),
         scanning,
     };
+    // The task checks the format this media type requires: that pair needs no second look.
+    let checked_key = (digest, media_type.clone());
     match task.run(&progress).await {
         Ok(Ok(promoted)) => {
             let rec = FileRecord {
@@ -637,7 +743,10 @@ async fn fetch_blob(
             };
             let rec2 = rec.clone();
             match tokio::task::spawn_blocking(move || store.put_blob_record(&rec2)).await {
-                Ok(Ok(())) => Fetched::Ready(rec),
+                Ok(Ok(())) => {
+                    checked.insert(checked_key, ());
+                    Fetched::Ready(rec)
+                }
                 Ok(Err(e)) => Fetched::from_error(e, &digest.to_string()),
                 Err(e) => Fetched::from_error(MirrorError::Task(e.to_string()), &digest.to_string()),
             }

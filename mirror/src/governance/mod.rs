@@ -23,7 +23,7 @@ use crate::refusal::Refusal;
 use crate::store::Store;
 
 pub use licence::{licence_of_model_card, licence_of_text};
-pub use requests::{Prepared, PreparedFile, RefusedFile, RequestRecord, RequestStatus};
+pub use requests::{Charge, Prepared, PreparedFile, RefusedFile, RequestRecord, RequestStatus};
 
 /// One loaded approval: verified against the trusted keys, with its revocation if any.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::admit::Admit;
+use super::admit::{Admit, Asked};
 use super::fetch::{Expect, FetchEnv, FetchTask, Scanning};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
@@ -49,11 +49,12 @@ impl Mirror {
             Decision::Refused(r) => Err(r),
         };
         let (pin, approval) = match self
-            .admit(Source::Hf, &name, rev.as_str(), config, client)
+            .admit(Source::Hf, &name, rev.as_str(), config, client, Asked::Hf(repo, rev))
             .await?
         {
             Admit::Allowed { pin, approval } => (pin, approval),
             Admit::Refused(r) => return Ok(Lookup::Refused(r)),
+            Admit::Missing(m) => return Ok(m.into()),
         };
         let pin = match pin.map(|p| Revision::parse(&p)) {
             Some(Ok(p)) => Some(p),
@@ -157,7 +158,7 @@ impl Mirror {
 
     /// Branch/tag → commit: a fresh stored resolution, else upstream (single-flight), else a stale
     /// stored one if upstream is unreachable.
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         repo: &HfRepo,
         rev: &RevisionName,

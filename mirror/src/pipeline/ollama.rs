@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use verifier::Digest;
 
-use super::admit::Admit;
+use super::admit::{Admit, Asked};
 use super::fetch::{Expect, FetchEnv, FetchTask, Scanning};
 use super::scope::{BlobScope, ManifestScope};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
@@ -129,10 +129,18 @@ impl Mirror {
         };
         let asked = reference.to_string();
         let pin = match self
-            .admit(Source::Ollama, &name.to_string(), &asked, config, client)
+            .admit(
+                Source::Ollama,
+                &name.to_string(),
+                &asked,
+                config,
+                client,
+                Asked::Ollama(name, reference),
+            )
             .await?
         {
             Admit::Refused(r) => return Ok(Lookup::Refused(r)),
+            Admit::Missing(m) => return Ok(m.into()),
             Admit::Allowed { pin: None, .. } => None,
             Admit::Allowed { pin: Some(p), .. } => match p.parse::<Digest>() {
                 Ok(d) => Some(d),
@@ -326,7 +334,7 @@ impl Mirror {
 
     /// Fetches a manifest upstream (single-flight), checks it against `expect` if given, parses it
     /// and stores its bytes as a blob.
-    async fn fetch_manifest(
+    pub(super) async fn fetch_manifest(
         &self,
         name: &OllamaName,
         reference: &Reference,

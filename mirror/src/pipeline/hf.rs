@@ -124,7 +124,12 @@ impl Mirror {
                 Lookup::EntryNotFound { commit } => return Ok(Lookup::EntryNotFound { commit }),
             },
         };
-        let manifest = match self.store.get_manifest(repo, commit)? {
+        // Reading and decoding a whole listing is disk and CPU work: off the event loop.
+        let (store, repo2) = (self.store.clone(), repo.clone());
+        let stored = self
+            .blocking(move || store.get_manifest(&repo2, commit))
+            .await?;
+        let manifest = match stored {
             Some(m) => Arc::new(m),
             None if self.offline => {
                 return Ok(Lookup::Refused(Refusal::Offline {
@@ -163,7 +168,10 @@ impl Mirror {
         repo: &HfRepo,
         rev: &RevisionName,
     ) -> Result<Lookup<Revision>, MirrorError> {
-        let stored = self.store.get_ref(repo, rev)?;
+        let (store, repo2, rev2) = (self.store.clone(), repo.clone(), rev.clone());
+        let stored = self
+            .blocking(move || store.get_ref(&repo2, &rev2))
+            .await?;
         // Offline, an imported resolution never goes stale: there is nothing to ask.
         if self.offline {
             return Ok(match stored {
@@ -203,7 +211,7 @@ impl Mirror {
                 Ok(answer)
             },
         );
-        let answer = match flight.wait(Duration::from_secs(60)).await {
+        let answer = match flight.await.wait(Duration::from_secs(60)).await {
             Waited::Done(a) => a,
             Waited::Running { .. } => Err(Arc::new(MirrorError::Upstream(
                 "upstream did not answer in time".into(),
@@ -271,7 +279,7 @@ impl Mirror {
                 }
             },
         );
-        match flight.wait(Duration::from_secs(120)).await {
+        match flight.await.wait(Duration::from_secs(120)).await {
             Waited::Done(a) => a.map_err(MirrorError::Shared),
             Waited::Running { .. } => Err(MirrorError::Upstream(
                 "upstream listing did not finish in time".into(),
@@ -325,15 +333,24 @@ impl Mirror {
             },
             None => None,
         };
-        if let Some(r) = self.store.get_refusal(&snap.repo, snap.commit, path)? {
+        let (store, repo, commit, path2) = (
+            self.store.clone(),
+            snap.repo.clone(),
+            snap.commit,
+            path.clone(),
+        );
+        let offline = self.offline;
+        let (refused, missing_offline) = self
+            .blocking(move || {
+                let refused = store.get_refusal(&repo, commit, &path2)?;
+                let missing = offline && store.get_file(&repo, commit, &path2)?.is_none();
+                Ok((refused, missing))
+            })
+            .await?;
+        if let Some(r) = refused {
             return Ok(Lookup::Refused(r));
         }
-        if self.offline
-            && self
-                .store
-                .get_file(&snap.repo, snap.commit, path)?
-                .is_none()
-        {
+        if missing_offline {
             return Ok(Lookup::Refused(Refusal::Offline {
                 name: format!("{} file {path} at {}", snap.repo.policy_name(), snap.commit),
             }));
@@ -344,7 +361,7 @@ impl Mirror {
         let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
         // A record whose blob is gone (a crash before the blob's directory was durable, or an
         // operator's hand) is not Ready: fetch and verify the file again instead of a 500.
-        let settled = || match store.get_file(&repo, commit, &path2) {
+        let settled = move || match store.get_file(&repo, commit, &path2) {
             Ok(Some(rec)) if store.has_blob(&rec.digest) => Some(Fetched::Ready(rec)),
             _ => None,
         };
@@ -353,7 +370,7 @@ impl Mirror {
         let flight = self.files.join(key, settled, move |progress| {
             fetch_file(store, env, scanning, hf, repo, commit, entry, progress)
         });
-        match flight.wait(wait).await {
+        match flight.await.wait(wait).await {
             Waited::Done(Fetched::Ready(rec)) => match pinned {
                 // The approval pinned other bytes than upstream now declares for this commit.
                 Some((sha, size)) if sha != rec.digest || size != rec.size => {

@@ -362,6 +362,19 @@ impl Mirror {
             .map_err(|e| MirrorError::Task(e.to_string()))?
     }
 
+    /// Runs index reads (sled reads and decoding) that need the engine itself off the async
+    /// workers.
+    async fn off_loop<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mirror) -> Result<T, MirrorError> + Send + 'static,
+    ) -> Result<T, MirrorError> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| MirrorError::Task("mirror is shutting down".into()))?;
+        self.blocking(move || f(&me)).await
+    }
+
     /// Maps a finished fetch to what callers see.
     fn settle(fetched: Fetched) -> Result<Lookup<FileState>, MirrorError> {
         match fetched {

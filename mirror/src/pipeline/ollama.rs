@@ -166,7 +166,11 @@ impl Mirror {
         };
         let digest = match (reference, pin) {
             // By digest: only a digest in this name's scope, whatever the store holds for others.
-            (Reference::Digest(d), _) => match self.ollama_manifest_scope(name, d)? {
+            (Reference::Digest(d), _) => match {
+                let (n, d) = (name.clone(), *d);
+                self.off_loop(move |m| m.ollama_manifest_scope(&n, &d))
+                    .await?
+            } {
                 ManifestScope::Covered => *d,
                 ManifestScope::Refused(r) => return Ok(Lookup::Refused(r)),
                 // The flight records the confirmation when the upstream serves it under `name`.
@@ -185,15 +189,19 @@ impl Mirror {
             }
             (Reference::Tag(tag), None) => {
                 // Offline, an imported tag never goes stale: there is nothing to ask.
+                let (n, t) = (name.clone(), tag.clone());
                 let fresh = self
-                    .store
-                    .get_tag(name, tag)?
-                    .filter(|r| {
-                        self.offline || now_unix().saturating_sub(r.resolved_at) < self.tag_ttl
+                    .off_loop(move |m| {
+                        Ok(m.store
+                            .get_tag(&n, &t)?
+                            .filter(|r| {
+                                m.offline || now_unix().saturating_sub(r.resolved_at) < m.tag_ttl
+                            })
+                            .filter(|r| m.store.has_blob(&r.digest))
+                            // A resolution from before confirmations were recorded is asked again.
+                            .filter(|r| m.store.is_confirmed(&n, &r.digest).unwrap_or(false)))
                     })
-                    .filter(|r| self.store.has_blob(&r.digest))
-                    // A resolution from before confirmations were recorded is asked again.
-                    .filter(|r| self.store.is_confirmed(name, &r.digest).unwrap_or(false));
+                    .await?;
                 match fresh {
                     Some(r) => r.digest,
                     // The flight records the tag itself, before it ends.
@@ -204,11 +212,14 @@ impl Mirror {
                 }
             }
         };
-        let doc = match self
-            .store
-            .get_oci_manifest(&digest)?
-            .filter(|_| self.store.has_blob(&digest))
-        {
+        let stored = self
+            .off_loop(move |m| {
+                Ok(m.store
+                    .get_oci_manifest(&digest)?
+                    .filter(|_| m.store.has_blob(&digest)))
+            })
+            .await?;
+        let doc = match stored {
             Some(rec) => ManifestDoc {
                 digest,
                 content_type: rec.content_type,
@@ -280,7 +291,7 @@ impl Mirror {
                 false => Ok(None),
             };
         }
-        match self.blob_flight(name, digest, layer).wait(wait).await {
+        match self.blob_flight(name, digest, layer).await.wait(wait).await {
             Waited::Done(Fetched::Refused(r)) => Ok(Some(reason(r))),
             Waited::Done(Fetched::Ready(_)) => self.recheck_format(digest, &layer.media_type).await,
             _ => Ok(None),
@@ -397,7 +408,7 @@ impl Mirror {
                     .await
                     .map_err(Arc::new)
             });
-        match flight.wait(Duration::from_secs(60)).await {
+        match flight.await.wait(Duration::from_secs(60)).await {
             Waited::Done(Ok(Lookup::RepoNotFound(m))) => {
                 self.missing.insert(miss_key, Missing::Repo(m.clone()));
                 Ok(Lookup::RepoNotFound(m))
@@ -456,7 +467,7 @@ impl Mirror {
             .await?;
         for (d, rec) in layers.iter().filter(|_| !self.offline) {
             // Prefetch: a pull HEADs and GETs every blob next; starting now hides upstream latency.
-            let _ = self.blob_flight(name, d, rec);
+            let _ = self.blob_flight(name, d, rec).await;
         }
         Ok(layers)
     }
@@ -476,7 +487,11 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        let (manifest, approval) = match self.ollama_blob_scope(name, digest)? {
+        let (n, d) = (name.clone(), *digest);
+        let scope = self
+            .off_loop(move |m| m.ollama_blob_scope(&n, &d))
+            .await?;
+        let (manifest, approval) = match scope {
             BlobScope::Covered { manifest, approval } => (manifest, approval.map(|a| a.id.clone())),
             BlobScope::Refused(r) => return Ok(Lookup::Refused(r)),
             BlobScope::NotListed => {
@@ -504,20 +519,29 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        let Some(layer) = self.store.get_layer(name, digest)? else {
+        let (store, n, d, offline) = (self.store.clone(), name.clone(), *digest, self.offline);
+        let (layer, refused, missing_offline) = self
+            .blocking(move || {
+                let layer = store.get_layer(&n, &d)?;
+                let refused = store.get_blob_refusal(&d)?;
+                let missing = offline && store.get_blob_record(&d)?.is_none();
+                Ok((layer, refused, missing))
+            })
+            .await?;
+        let Some(layer) = layer else {
             return Ok(Lookup::RepoNotFound(format!(
                 "{digest} is not listed by any approved manifest of {name}; pull the manifest first"
             )));
         };
-        if let Some(r) = self.store.get_blob_refusal(digest)? {
+        if let Some(r) = refused {
             return Ok(Lookup::Refused(r));
         }
-        if self.offline && self.store.get_blob_record(digest)?.is_none() {
+        if missing_offline {
             return Ok(Lookup::Refused(Refusal::Offline {
                 name: format!("{name} blob {digest}"),
             }));
         }
-        let flight = self.blob_flight(name, digest, &layer);
+        let flight = self.blob_flight(name, digest, &layer).await;
         let state = match flight.wait(wait).await {
             Waited::Done(f) => match Mirror::settle(f)? {
                 Lookup::Found(FileState::Ready(rec)) => {
@@ -549,7 +573,7 @@ impl Mirror {
         }))
     }
 
-    fn blob_flight(
+    async fn blob_flight(
         &self,
         name: &OllamaName,
         digest: &Digest,
@@ -572,27 +596,35 @@ impl Mirror {
         );
         let (media_type, env) = (layer.media_type.clone(), self.fetch_env.clone());
         let (scanning, checked) = (self.scanning.clone(), self.formats_checked.clone());
-        self.blob_flights.join(d, settled, move |progress| {
-            fetch_blob(
-                store, env, scanning, oci, name, d, size, media_type, checked, progress,
-            )
-        })
+        self.blob_flights
+            .join(d, settled, move |progress| {
+                fetch_blob(
+                    store, env, scanning, oci, name, d, size, media_type, checked, progress,
+                )
+            })
+            .await
     }
 
     /// Checks in the background whether upstream moved a pinned tag; records drift for review.
     /// At most once per tag TTL.
     fn check_drift(&self, name: &OllamaName, tag: &Tag, pin: Digest) {
-        let last = self.store.get_tag(name, tag).ok().flatten();
-        if last.is_some_and(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl) {
-            return;
-        }
-        let (store, oci, name, tag) = (
+        let (store, oci, name, tag, ttl) = (
             self.store.clone(),
             self.oci.clone(),
             name.clone(),
             tag.clone(),
+            self.tag_ttl,
         );
+        // The whole check runs in the background, its index read on a blocking thread.
         self.rt.spawn(async move {
+            let (s, n, t) = (store.clone(), name.clone(), tag.clone());
+            let last = tokio::task::spawn_blocking(move || s.get_tag(&n, &t).ok().flatten())
+                .await
+                .ok()
+                .flatten();
+            if last.is_some_and(|r| now_unix().saturating_sub(r.resolved_at) < ttl) {
+                return;
+            }
             let answer = oci.manifest(&name, &Reference::Tag(tag.clone())).await;
             let Ok(ManifestAnswer::Found { bytes, .. }) = answer else { return };
             let upstream = Digest::of(&bytes);
@@ -685,8 +717,10 @@ async fn fetch_manifest_task(
 pub(crate) type FormatsChecked = moka::sync::Cache<(Digest, String), ()>;
 
 /// How long a manifest request waits for its layers to be fetched and checked, so that a refused
-/// layer's reason can be the manifest's answer (see [`Mirror::ollama_manifest`]).
-const MANIFEST_HOLD: Duration = Duration::from_secs(30);
+/// layer's reason can be the manifest's answer (see [`Mirror::ollama_manifest`]). ollama's manifest
+/// request has no timeout, but other clients' reads time out at 30 s: 20 s, as for a blob GET,
+/// keeps well clear of that.
+const MANIFEST_HOLD: Duration = Duration::from_secs(20);
 
 /// The `mediaType` a manifest declares, if any.
 fn manifest_media_type(bytes: &[u8]) -> Option<String> {

@@ -84,7 +84,7 @@ impl Mirror {
                 Ok(state)
             },
         );
-        let state = match flight.wait(wait).await {
+        let state = match flight.await.wait(wait).await {
             Waited::Done(Ok(s)) => s,
             Waited::Done(Err(e)) => return Err(MirrorError::Shared(e)),
             Waited::Running {

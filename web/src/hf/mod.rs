@@ -176,26 +176,22 @@ fn tree(
     page_size: usize,
 ) -> Result<HttpResponse, HfError> {
     let recursive = query_flag(req, "recursive");
-    let entries = snap
+    let start: usize = query_value(req, "cursor")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // One page's worth of work per request, so paging through a snapshot is O(files).
+    let (entries, more) = snap
         .manifest
-        .list(path.map(|p| p.as_str()), recursive)
+        .list_page(path.map(|p| p.as_str()), recursive, start, page_size)
         .ok_or_else(|| HfError::EntryNotFound {
             commit: snap.commit,
             what: path.map_or("/".into(), |p| p.to_string()),
         })?;
-    let start: usize = query_value(req, "cursor")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let page: Vec<Value> = entries
-        .iter()
-        .skip(start)
-        .take(page_size)
-        .map(|e| entry_json(e))
-        .collect();
+    let page: Vec<Value> = entries.iter().map(|e| entry_json(e)).collect();
     let mut resp = HttpResponse::Ok();
     // The cursor is client input: a huge one must not overflow (a panic in debug builds).
     let end = start.saturating_add(page_size);
-    if end < entries.len() {
+    if more {
         // Absolute and pointing at Airlock itself (trap T11), from the checked public base.
         let query: Vec<&str> = req
             .query_string()

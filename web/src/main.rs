@@ -13,6 +13,8 @@ mod hf;
 mod internal;
 mod ollama;
 mod origin;
+#[cfg(test)]
+mod parse_fuzz;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

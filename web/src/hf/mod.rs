@@ -4,7 +4,7 @@
 //! listings carry no `xetHash`, responses no `X-Xet-*`, and `/xet-read-token` is a 404.
 
 mod error;
-mod route;
+pub(crate) mod route;
 
 use std::sync::Arc;
 use std::time::Duration;

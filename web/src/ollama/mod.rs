@@ -58,6 +58,12 @@ enum Route {
     Blob(OllamaName, Digest),
 }
 
+/// Whether `path` parses as a route (for the parser fuzz harness, `crate::parse_fuzz`).
+#[cfg(test)]
+pub(crate) fn parse_route(path: &str) -> bool {
+    parse(path).is_ok()
+}
+
 fn parse(path: &str) -> Result<Route, OciError> {
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();

@@ -228,12 +228,21 @@ impl Mirror {
             }
             verifier::Outcome::Failed { reason } => {
                 let reason = format!("{} does not verify: {reason}", rule.signature);
-                self.gov.audit(AuditEvent::Refusal {
-                    client: "airlock".into(),
-                    name,
-                    revision: Some(snap.commit.hex()),
-                    reason: reason.clone(),
-                });
+                let (gov, event) = (
+                    self.gov.clone(),
+                    AuditEvent::Refusal {
+                        client: "airlock".into(),
+                        name,
+                        revision: Some(snap.commit.hex()),
+                        reason: reason.clone(),
+                    },
+                );
+                // The append fsyncs: on a blocking thread, not the engine's async workers.
+                self.blocking(move || {
+                    gov.audit(event);
+                    Ok(())
+                })
+                .await?;
                 SignedState::Refused { reason }
             }
         })

@@ -350,16 +350,17 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..50 {
             let runs = runs.clone();
-            let f = sf.join(
-                "k",
-                || None,
-                move |_| async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    7
-                },
-            )
-            .await;
+            let f = sf
+                .join(
+                    "k",
+                    || None,
+                    move |_| async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        7
+                    },
+                )
+                .await;
             waits.push(tokio::spawn(f.wait(Duration::from_secs(5))));
         }
         for w in waits {
@@ -380,13 +381,17 @@ mod tests {
                 1,
                 move || {
                     let unlocked = map.try_lock().is_ok();
-                    *seen2.lock().unwrap() = Some((unlocked, std::thread::current().id() != caller));
+                    *seen2.lock().unwrap() =
+                        Some((unlocked, std::thread::current().id() != caller));
                     Some(4)
                 },
                 |_| async { 0 },
             )
             .await;
-        assert!(matches!(f.wait(Duration::from_secs(1)).await, Waited::Done(4)));
+        assert!(matches!(
+            f.wait(Duration::from_secs(1)).await,
+            Waited::Done(4)
+        ));
         assert_eq!(
             *seen.lock().unwrap(),
             Some((true, true)),
@@ -397,15 +402,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn short_wait_reports_running_and_panics_are_lost_not_hung() {
         let sf: SingleFlight<u8, u32> = SingleFlight::new(tokio::runtime::Handle::current());
-        let f = sf.join(
-            1,
-            || None,
-            |_| async {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                1
-            },
-        )
-        .await;
+        let f = sf
+            .join(
+                1,
+                || None,
+                |_| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    1
+                },
+            )
+            .await;
         assert!(matches!(
             f.wait(Duration::from_millis(10)).await,
             Waited::Running { .. }

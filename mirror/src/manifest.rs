@@ -121,9 +121,7 @@ impl Manifest {
 
     /// The entries whose path starts with `prefix`: contiguous, because entries are sorted.
     fn subtree(&self, prefix: &str) -> &[Entry] {
-        let lo = self
-            .entries
-            .partition_point(|e| e.path.as_str() < prefix);
+        let lo = self.entries.partition_point(|e| e.path.as_str() < prefix);
         let rest = &self.entries[lo..];
         let len = rest.partition_point(|e| e.path.as_str().starts_with(prefix));
         &rest[..len]
@@ -154,18 +152,38 @@ mod tests {
             entry("a-x", EntryKind::File),
             entry("b", EntryKind::File),
         ]);
-        let paths = |v: Vec<&Entry>| v.iter().map(|e| e.path.as_str().to_owned()).collect::<Vec<_>>();
-        assert_eq!(paths(m.list(Some("a"), true).unwrap()), ["a/b", "a/c", "a/c/d"]);
+        let paths = |v: Vec<&Entry>| {
+            v.iter()
+                .map(|e| e.path.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths(m.list(Some("a"), true).unwrap()),
+            ["a/b", "a/c", "a/c/d"]
+        );
         assert_eq!(paths(m.list(Some("a"), false).unwrap()), ["a/b", "a/c"]);
         assert_eq!(paths(m.list(None, false).unwrap()), ["a", "a-x", "b"]);
         let (p, more) = m.list_page(None, true, 1, 2).unwrap();
         // Sorted by path bytes: '-' sorts before '/'.
-        assert_eq!((paths(p), more), (vec!["a-x".to_owned(), "a/b".to_owned()], true));
+        assert_eq!(
+            (paths(p), more),
+            (vec!["a-x".to_owned(), "a/b".to_owned()], true)
+        );
         let (p, more) = m.list_page(None, true, 4, 2).unwrap();
-        assert_eq!((paths(p), more), (vec!["a/c/d".to_owned(), "b".to_owned()], false));
+        assert_eq!(
+            (paths(p), more),
+            (vec!["a/c/d".to_owned(), "b".to_owned()], false)
+        );
         let (p, more) = m.list_page(None, false, 2, 5).unwrap();
         assert_eq!((paths(p), more), (vec!["b".to_owned()], false));
-        assert!(m.list_page(None, true, usize::MAX, usize::MAX).unwrap().0.is_empty());
-        assert!(m.list(Some("b"), true).is_none(), "a file is not a directory");
+        assert!(m
+            .list_page(None, true, usize::MAX, usize::MAX)
+            .unwrap()
+            .0
+            .is_empty());
+        assert!(
+            m.list(Some("b"), true).is_none(),
+            "a file is not a directory"
+        );
     }
 }

@@ -31,11 +31,58 @@ impl Rng {
 }
 
 const PIECES: &[&str] = &[
-    "/", "//", "%2F", "%2f", "..", ".", "%2e%2e", "%2E", "%00", "%", "%zz", "%c3%a9", "é", "\u{202e}",
-    " ", "?", "#", ";", ":", "@", "-", "_", "~", "refs%2Fpr%2F1", "resolve", "tree", "revision",
-    "main", "api", "models", "datasets", "blobs", "manifests", "v2", "sha256:", "latest", "0",
-    "bytes=", ",", "=", "\"", "\\", "\t", "\r\n", "[", "]", "[::1]", "127.0.0.1", ":65536",
-    "18446744073709551615", "-1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "/",
+    "//",
+    "%2F",
+    "%2f",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E",
+    "%00",
+    "%",
+    "%zz",
+    "%c3%a9",
+    "é",
+    "\u{202e}",
+    " ",
+    "?",
+    "#",
+    ";",
+    ":",
+    "@",
+    "-",
+    "_",
+    "~",
+    "refs%2Fpr%2F1",
+    "resolve",
+    "tree",
+    "revision",
+    "main",
+    "api",
+    "models",
+    "datasets",
+    "blobs",
+    "manifests",
+    "v2",
+    "sha256:",
+    "latest",
+    "0",
+    "bytes=",
+    ",",
+    "=",
+    "\"",
+    "\\",
+    "\t",
+    "\r\n",
+    "[",
+    "]",
+    "[::1]",
+    "127.0.0.1",
+    ":65536",
+    "18446744073709551615",
+    "-1",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 ];
 
 /// One mutation of `seed`: a few edits at random char boundaries.
@@ -167,7 +214,14 @@ fn oci_routes() {
 
 #[test]
 fn range_headers() {
-    let seeds = ["bytes=0-", "bytes=0-99", "bytes=-5", "bytes=10-5", "bytes=1-2,3-4", "bytes= 7 - 9 "];
+    let seeds = [
+        "bytes=0-",
+        "bytes=0-99",
+        "bytes=-5",
+        "bytes=10-5",
+        "bytes=1-2,3-4",
+        "bytes= 7 - 9 ",
+    ];
     let mut sizes = rng();
     run("range_headers", &seeds, |input| {
         let size = match sizes.below(4) {
@@ -176,7 +230,9 @@ fn range_headers() {
             2 => sizes.next() % 10_000,
             _ => u64::MAX,
         };
-        if let crate::blob::RangeAsk::Part { start, len } = crate::blob::parse_range(Some(input), size) {
+        if let crate::blob::RangeAsk::Part { start, len } =
+            crate::blob::parse_range(Some(input), size)
+        {
             assert!(
                 len >= 1 && start < size && start.checked_add(len).is_some_and(|e| e <= size),
                 "{input:?} size {size} -> {start}+{len}"

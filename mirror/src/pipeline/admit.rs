@@ -77,7 +77,8 @@ impl Mirror {
                     name: name.to_owned(),
                 },
                 Err(Refusal::NotApproved { .. }) => {
-                    let refusal = match self.unapproved(source, name, asked, client, target).await? {
+                    let refusal = match self.unapproved(source, name, asked, client, target).await?
+                    {
                         Ok(r) => r,
                         Err(miss) => return Ok(Admit::Missing(miss)),
                     };
@@ -252,7 +253,9 @@ impl Mirror {
                     Reference::Digest(d) => Some(*d),
                     Reference::Tag(_) => None,
                 };
-                self.fetch_manifest(name, reference, expect).await?.map_found()
+                self.fetch_manifest(name, reference, expect)
+                    .await?
+                    .map_found()
             }
         };
         Ok(match looked {

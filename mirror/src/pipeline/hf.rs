@@ -49,7 +49,14 @@ impl Mirror {
             Decision::Refused(r) => Err(r),
         };
         let (pin, approval) = match self
-            .admit(Source::Hf, &name, rev.as_str(), config, client, Asked::Hf(repo, rev))
+            .admit(
+                Source::Hf,
+                &name,
+                rev.as_str(),
+                config,
+                client,
+                Asked::Hf(repo, rev),
+            )
             .await?
         {
             Admit::Allowed { pin, approval } => (pin, approval),
@@ -169,9 +176,7 @@ impl Mirror {
         rev: &RevisionName,
     ) -> Result<Lookup<Revision>, MirrorError> {
         let (store, repo2, rev2) = (self.store.clone(), repo.clone(), rev.clone());
-        let stored = self
-            .blocking(move || store.get_ref(&repo2, &rev2))
-            .await?;
+        let stored = self.blocking(move || store.get_ref(&repo2, &rev2)).await?;
         // Offline, an imported resolution never goes stale: there is nothing to ask.
         if self.offline {
             return Ok(match stored {

@@ -488,9 +488,7 @@ impl Mirror {
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
         let (n, d) = (name.clone(), *digest);
-        let scope = self
-            .off_loop(move |m| m.ollama_blob_scope(&n, &d))
-            .await?;
+        let scope = self.off_loop(move |m| m.ollama_blob_scope(&n, &d)).await?;
         let (manifest, approval) = match scope {
             BlobScope::Covered { manifest, approval } => (manifest, approval.map(|a| a.id.clone())),
             BlobScope::Refused(r) => return Ok(Lookup::Refused(r)),
@@ -790,7 +788,9 @@ async fn fetch_blob(
                     Fetched::Ready(rec)
                 }
                 Ok(Err(e)) => Fetched::from_error(e, &digest.to_string()),
-                Err(e) => Fetched::from_error(MirrorError::Task(e.to_string()), &digest.to_string()),
+                Err(e) => {
+                    Fetched::from_error(MirrorError::Task(e.to_string()), &digest.to_string())
+                }
             }
         }
         Ok(Err(reason)) => {

@@ -71,10 +71,7 @@ impl Mirror {
             String::from_utf8_lossy(&k).into_owned(),
             settled,
             move |_| async move {
-                let state = me
-                    .verify_revision(&snap2, &rule2)
-                    .await
-                    .map_err(Arc::new)?;
+                let state = me.verify_revision(&snap2, &rule2).await.map_err(Arc::new)?;
                 let (store, k) = (me.store.clone(), key(&snap2, &rule2));
                 let s2 = state.clone();
                 tokio::task::spawn_blocking(move || Store::put(&store.signed, k, &s2))

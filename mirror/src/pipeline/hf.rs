@@ -131,13 +131,25 @@ impl Mirror {
                 Lookup::EntryNotFound { commit } => return Ok(Lookup::EntryNotFound { commit }),
             },
         };
-        // Reading and decoding a whole listing is disk and CPU work: off the event loop.
-        let (store, repo2) = (self.store.clone(), repo.clone());
-        let stored = self
-            .blocking(move || store.get_manifest(&repo2, commit))
-            .await?;
+        // Reading and decoding a whole listing is disk and CPU work: off the event loop, and
+        // only when it is not already decoded in memory.
+        let hot_key = format!("{}\0{commit}", repo.index_key());
+        let stored = match self.listings_hot.get(&hot_key) {
+            Some(m) => Some(m),
+            None => {
+                let (store, repo2) = (self.store.clone(), repo.clone());
+                let m = self
+                    .blocking(move || store.get_manifest(&repo2, commit))
+                    .await?
+                    .map(Arc::new);
+                if let Some(m) = &m {
+                    self.listings_hot.insert(hot_key, m.clone());
+                }
+                m
+            }
+        };
         let manifest = match stored {
-            Some(m) => Arc::new(m),
+            Some(m) => m,
             None if self.offline => {
                 return Ok(Lookup::Refused(Refusal::Offline {
                     name: format!("{} at {commit}", repo.policy_name()),
@@ -175,8 +187,22 @@ impl Mirror {
         repo: &HfRepo,
         rev: &RevisionName,
     ) -> Result<Lookup<Revision>, MirrorError> {
-        let (store, repo2, rev2) = (self.store.clone(), repo.clone(), rev.clone());
-        let stored = self.blocking(move || store.get_ref(&repo2, &rev2)).await?;
+        let hot_key = missing_key(repo, rev.as_str());
+        let stored = match self
+            .refs_hot
+            .get(&hot_key)
+            .filter(|r| now_unix().saturating_sub(r.resolved_at) < self.revision_ttl)
+        {
+            Some(r) => Some(r),
+            None => {
+                let (store, repo2, rev2) = (self.store.clone(), repo.clone(), rev.clone());
+                let r = self.blocking(move || store.get_ref(&repo2, &rev2)).await?;
+                if let Some(r) = r {
+                    self.refs_hot.insert(hot_key, r);
+                }
+                r
+            }
+        };
         // Offline, an imported resolution never goes stale: there is nothing to ask.
         if self.offline {
             return Ok(match stored {
@@ -344,21 +370,23 @@ impl Mirror {
             snap.commit,
             path.clone(),
         );
-        let offline = self.offline;
-        let (refused, missing_offline) = self
-            .blocking(move || {
-                let refused = store.get_refusal(&repo, commit, &path2)?;
-                let missing = offline && store.get_file(&repo, commit, &path2)?.is_none();
-                Ok((refused, missing))
-            })
-            .await?;
-        if let Some(r) = refused {
-            return Ok(Lookup::Refused(r));
-        }
-        if missing_offline {
-            return Ok(Lookup::Refused(Refusal::Offline {
-                name: format!("{} file {path} at {}", snap.repo.policy_name(), snap.commit),
-            }));
+        // Offline, a file that is not stored is refused before a fetch could start. Online, the
+        // sticky refusal is read by `settled` below, in the one blocking hop a warm request makes.
+        if self.offline {
+            let (refused, missing) = self
+                .blocking(move || {
+                    let refused = store.get_refusal(&repo, commit, &path2)?;
+                    Ok((refused, store.get_file(&repo, commit, &path2)?.is_none()))
+                })
+                .await?;
+            if let Some(r) = refused {
+                return Ok(Lookup::Refused(r));
+            }
+            if missing {
+                return Ok(Lookup::Refused(Refusal::Offline {
+                    name: format!("{} file {path} at {}", snap.repo.policy_name(), snap.commit),
+                }));
+            }
         }
         let key = (snap.repo.index_key(), snap.commit, path.clone());
         let store = self.store.clone();
@@ -366,9 +394,14 @@ impl Mirror {
         let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
         // A record whose blob is gone (a crash before the blob's directory was durable, or an
         // operator's hand) is not Ready: fetch and verify the file again instead of a 500.
-        let settled = move || match store.get_file(&repo, commit, &path2) {
-            Ok(Some(rec)) if store.has_blob(&rec.digest) => Some(Fetched::Ready(rec)),
-            _ => None,
+        let settled = move || {
+            if let Ok(Some(r)) = store.get_refusal(&repo, commit, &path2) {
+                return Some(Fetched::Refused(r));
+            }
+            match store.get_file(&repo, commit, &path2) {
+                Ok(Some(rec)) if store.has_blob(&rec.digest) => Some(Fetched::Ready(rec)),
+                _ => None,
+            }
         };
         let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());
         let (commit, env) = (snap.commit, self.fetch_env.clone());

@@ -163,6 +163,12 @@ pub struct Mirror {
     fetch_env: Arc<fetch::FetchEnv>,
     /// OCI blobs already checked against a layer media type's format (see `recheck_format`).
     formats_checked: ollama::FormatsChecked,
+    /// Decoded listings of recently served commits. A commit's listing never changes, so this
+    /// cannot go stale; it saves every request a blocking hop to read and decode it from sled.
+    listings_hot: moka::sync::Cache<MetaKey, Arc<Manifest>>,
+    /// Recent branch/tag resolutions as stored (commit, resolved_at), judged by the same TTL as
+    /// the stored record: a warm request needs no blocking hop for it.
+    refs_hot: moka::sync::Cache<MetaKey, crate::store::RefRecord>,
 }
 
 impl Mirror {
@@ -225,6 +231,12 @@ impl Mirror {
             me: me.clone(),
             fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch)),
             formats_checked: moka::sync::Cache::new(100_000),
+            // Weighed by entries, so a few huge listings cannot hold unbounded memory.
+            listings_hot: moka::sync::Cache::builder()
+                .weigher(|_, m: &Arc<Manifest>| m.entries.len().try_into().unwrap_or(u32::MAX))
+                .max_capacity(200_000)
+                .build(),
+            refs_hot: moka::sync::Cache::new(10_000),
             policy,
             hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,

@@ -9,6 +9,21 @@ const CHUNK: usize = 512 * 1024;
 /// Chunks read ahead of the socket per stream.
 const AHEAD: usize = 2;
 
+/// Files up to this size are read whole in the blocking hop that opens them and answered from
+/// memory: for a small file, mapping it, a streaming task and a channel cost far more than the
+/// bytes (mmap/munmap shoot down TLBs on every core).
+pub const SMALL: u64 = 64 * 1024;
+
+/// What a blob answer carries.
+pub enum Body {
+    /// Nothing (a HEAD): only the headers and the declared length.
+    Head,
+    /// The blob file, streamed.
+    File(File),
+    /// The whole blob, read already (at most [`SMALL`] bytes).
+    Small(Bytes),
+}
+
 /// A parsed single `Range`, resolved against the file size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeAsk {
@@ -77,7 +92,7 @@ pub fn respond(
     mut resp: actix_web::HttpResponseBuilder,
     range: Option<&str>,
     size: u64,
-    file: Option<File>,
+    body: Body,
 ) -> Result<actix_web::HttpResponse, RangeAsk> {
     let (start, len) = match parse_range(range, size) {
         RangeAsk::Full => (0, size),
@@ -92,14 +107,20 @@ pub fn respond(
         RangeAsk::Unsatisfiable => return Err(RangeAsk::Unsatisfiable),
     };
     resp.insert_header((actix_web::http::header::ACCEPT_RANGES, "bytes"));
-    Ok(match file {
-        Some(file) => {
+    Ok(match body {
+        Body::File(file) => {
             resp.no_chunking(len);
             resp.streaming(stream(file, start, len))
         }
+        // The whole file was read and is exactly `size` bytes, so the range lies inside it.
+        Body::Small(bytes) if bytes.len() as u64 == size => {
+            resp.body(bytes.slice(start as usize..(start + len) as usize))
+        }
+        // A read that does not match the record (the caller checks; never serve other bytes).
+        Body::Small(_) => return Err(RangeAsk::Unsatisfiable),
         // actix writes a HEAD's Content-Length from the body's declared size and never sends the
         // body itself, so declare the real size over an empty stream.
-        None => resp.body(actix_web::body::SizedStream::new(
+        Body::Head => resp.body(actix_web::body::SizedStream::new(
             len,
             futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
         )),

@@ -402,6 +402,34 @@ impl Mirror {
         }
     }
 
+    /// Reads a small promoted blob whole for serving (one blocking hop: open, note the use for
+    /// the cache's LRU, read). Fails unless it is exactly the recorded size.
+    pub async fn read_blob(&self, rec: &FileRecord) -> Result<Vec<u8>, MirrorError> {
+        use std::io::Read;
+        let (store, digest, size) = (self.store.clone(), rec.digest, rec.size);
+        self.blocking(move || {
+            let file = store.open_blob(&digest)?;
+            store.touch(&file);
+            let path = store.blob_path(&digest);
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            (&file)
+                .take(size.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(MirrorError::io(&path))?;
+            if bytes.len() as u64 != size {
+                return Err(MirrorError::Io {
+                    path,
+                    source: std::io::Error::other(format!(
+                        "blob is {} bytes, its record says {size}",
+                        bytes.len()
+                    )),
+                });
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+
     /// Opens a promoted blob for serving.
     pub async fn open_blob(&self, rec: &FileRecord) -> Result<std::fs::File, MirrorError> {
         let (store, digest) = (self.store.clone(), rec.digest);

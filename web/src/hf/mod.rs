@@ -275,10 +275,12 @@ async fn resolve(
         .insert_header(("X-Linked-Etag", etag))
         .insert_header(("X-Linked-Size", rec.size.to_string()))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
-    let file = if head {
-        None
+    let body = if head {
+        blob::Body::Head
+    } else if rec.size <= blob::SMALL {
+        blob::Body::Small(mirror.read_blob(&rec).await?.into())
     } else {
-        Some(mirror.open_blob(&rec).await?)
+        blob::Body::File(mirror.open_blob(&rec).await?)
     };
     let range = req
         .headers()
@@ -294,6 +296,6 @@ async fn resolve(
             snap.approval.as_ref().map(|a| a.id.clone()),
         );
     }
-    blob::respond(resp, range, rec.size, file)
+    blob::respond(resp, range, rec.size, body)
         .map_err(|_| HfError::RangeNotSatisfiable { size: rec.size })
 }

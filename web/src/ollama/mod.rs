@@ -178,7 +178,7 @@ async fn blob_route(
         // The declared size comes from the verified manifest, so a HEAD can answer before the
         // bytes are in; the bytes themselves are served only once verified.
         FileState::Pending { .. } if head => {
-            return blob::respond(resp, None, info.size, None)
+            return blob::respond(resp, None, info.size, blob::Body::Head)
                 .map_err(|_| OciError::RangeNotSatisfiable { size: info.size })
         }
         // Still arriving: send the client on to the direct URL, which waits for the bytes.
@@ -189,10 +189,12 @@ async fn blob_route(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
     if head || direct {
-        let file = if head {
-            None
+        let body = if head {
+            blob::Body::Head
+        } else if rec.size <= blob::SMALL {
+            blob::Body::Small(mirror.read_blob(&rec).await?.into())
         } else {
-            Some(mirror.open_blob(&rec).await?)
+            blob::Body::File(mirror.open_blob(&rec).await?)
         };
         if !head {
             mirror.audit_download(
@@ -204,7 +206,7 @@ async fn blob_route(
                 info.approval.clone(),
             );
         }
-        return blob::respond(resp, range, rec.size, file)
+        return blob::respond(resp, range, rec.size, body)
             .map_err(|_| OciError::RangeNotSatisfiable { size: rec.size });
     }
     Ok(redirect(req, settings, name, digest))

@@ -370,12 +370,17 @@ impl Governance {
     /// Audits a download, folding repeats within the configured window (see
     /// [`downloads`](self::downloads)). Blocking (an fsync when an entry is written).
     pub fn audit_download(&self, event: AuditEvent) {
-        for e in self
-            .downloads
-            .record(event, now(), std::time::Instant::now())
-        {
+        for e in self.fold_download(event) {
             self.audit(e);
         }
+    }
+
+    /// Folds a download into its open window (memory only, not blocking) and returns the
+    /// entries that must be written now (a window's first download, or ones that closed); the
+    /// caller appends them off the event loop, and only when there are any.
+    pub fn fold_download(&self, event: AuditEvent) -> Vec<AuditEvent> {
+        self.downloads
+            .record(event, now(), std::time::Instant::now())
     }
 
     /// Writes the counts of download windows that have closed. Blocking; run periodically.

@@ -309,7 +309,16 @@ impl Mirror {
             digest,
             approval,
         };
-        self.rt.spawn_blocking(move || gov.audit_download(event));
+        // Repeats within a window are only counted: no blocking hop unless there is a line to
+        // append (its fsync runs on a blocking thread).
+        let due = gov.fold_download(event);
+        if !due.is_empty() {
+            self.rt.spawn_blocking(move || {
+                for e in due {
+                    gov.audit(e);
+                }
+            });
+        }
     }
 
     /// Writes what is pending in the audit log (open download windows' counts). Blocking; call

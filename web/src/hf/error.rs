@@ -130,7 +130,11 @@ impl HfError {
             HfError::Mirror(e) if e.is_internal() => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
-                format!("airlock: internal error {}: {}", e.code(), e.public_reason()),
+                format!(
+                    "airlock: internal error {}: {}",
+                    e.code(),
+                    e.public_reason()
+                ),
             ),
             HfError::Mirror(e) => Self::public_mirror(e.root()),
         }

@@ -73,7 +73,11 @@ impl OciError {
             OciError::Mirror(e) if e.is_internal() => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UNKNOWN",
-                format!("airlock: internal error {}: {}", e.code(), e.public_reason()),
+                format!(
+                    "airlock: internal error {}: {}",
+                    e.code(),
+                    e.public_reason()
+                ),
             ),
             OciError::Mirror(e) => Self::public_mirror(e.root()),
         }
@@ -115,9 +119,7 @@ impl ResponseError for OciError {
         let (status, code, mut message) = self.parts();
         match self {
             // The detail is logged here, once, under a reference the client is given.
-            OciError::Mirror(e) if e.is_internal() => {
-                message = crate::internal::report(e, "oci")
-            }
+            OciError::Mirror(e) if e.is_internal() => message = crate::internal::report(e, "oci"),
             OciError::Mirror(e) if status.is_server_error() => {
                 tracing::warn!(error = %e, "registry request failed")
             }

@@ -243,7 +243,8 @@ class FakeHub:
     # ---- faults ------------------------------------------------------------------------------------
     def set_fault(self, repo_id: str, path: str, kind: str = "model", **fault) -> None:
         """Faults (combinable): flip=True|offset, cut_once=<bytes before the cut>, status_once=<status>,
-        extra_bytes=<n>, absurd_length=True, redirect_elsewhere=True, slow=<seconds before the body>,
+        extra_bytes=<n>, short_length=<n> (Content-Length n short of the body sent), absurd_length=True,
+        redirect_elsewhere=True, slow=<seconds before the body>,
         rate=<bytes per second per connection>."""
         with self.lock:
             self.faults[(kind, repo_id, path)] = dict(fault)
@@ -665,6 +666,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{e.size}")
         if fault.get("absurd_length") and self.command == "GET":
             self.send_header("Content-Length", str(10 ** 15))
+            self.close_connection = True
+        elif fault.get("short_length") and self.command == "GET":
+            # Declares fewer bytes than it then sends (a lying upstream); the connection is not reusable.
+            self.send_header("Content-Length", str(max(0, end - start - int(fault["short_length"]))))
             self.close_connection = True
         else:
             self.send_header("Content-Length", str(end - start + extra))

@@ -226,7 +226,10 @@ def test_admin_authenticates_before_parsing_the_body_and_audits_failures(hf_boun
         time.sleep(0.1)
 
 
-def test_free_text_of_a_denial_is_bounded(hf_boundary, tmp_path):
+def test_free_text_of_a_denial_is_bounded(hf_boundary, fake_hub, tmp_path):
+    # It must exist upstream: a review request is recorded only for a revision that resolves there.
+    if ("model", "acme/other-unapproved") not in fake_hub.repos:
+        fake_hub.add_repo("acme/other-unapproved", {"config.json": "{}\n"})
     request(hf_boundary, "GET", "/api/models/acme/other-unapproved/revision/main")
     st, reqs = admin(hf_boundary, "GET", "/admin/requests")
     req = next(r for r in reqs if r["name"] == "acme/other-unapproved")

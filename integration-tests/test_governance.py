@@ -60,6 +60,8 @@ REPOS = {
     "govacme/partial": repo_files("partial"),
     "govacme/expiring": repo_files("expiring"),
     "govacme/prefetch": repo_files("prefetch"),
+    # Unapproved, but it exists upstream: a review request is recorded only for a revision that resolves there.
+    "govacme/auditreq": repo_files("auditreq"),
     "govacme/evilpickle": {**repo_files("evilpickle"), "pytorch_model.bin": pickle.dumps(_Evil(), protocol=2)},
     "EleutherAI/gpt-j-6b": repo_files("gptj"),
     "Qwen/Qwen3.5-7B": repo_files("qwen"),

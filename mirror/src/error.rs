@@ -2,6 +2,7 @@
 //! as opposed to a policy or verification "no", which is a [`crate::Refusal`] value.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// An engine failure.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +78,70 @@ pub enum MirrorError {
     /// A background task died (a bug): reported instead of hanging the client.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The failure of a single-flight task, shared by every waiter. The original error travels
+    /// (not its text), so each protocol's mapping point still knows what kind it was and keeps its
+    /// detail out of the client's answer.
+    #[error(transparent)]
+    Shared(Arc<MirrorError>),
 }
 
 impl MirrorError {
+    /// The error itself, looking through [`MirrorError::Shared`].
+    pub fn root(&self) -> &MirrorError {
+        match self {
+            MirrorError::Shared(e) => e.root(),
+            e => e,
+        }
+    }
+
+    /// Whether this is the mirror's own failure (disk, index, a bug), as opposed to upstream
+    /// trouble or a full disk, whose text is meant for clients. Its detail (paths under the data
+    /// directory, library error text) is for the server log only.
+    pub fn is_internal(&self) -> bool {
+        !matches!(
+            self.root(),
+            MirrorError::Upstream(_)
+                | MirrorError::UpstreamBusy { .. }
+                | MirrorError::InsufficientStorage { .. }
+        )
+    }
+
+    /// A stable short code for the kind of failure: what a client is shown next to the reason and
+    /// the server log carries next to the detail, so an operator can match the two.
+    pub fn code(&self) -> &'static str {
+        match self.root() {
+            MirrorError::Io { .. } => "E-IO",
+            MirrorError::Locked { .. } => "E-LOCKED",
+            MirrorError::InsufficientStorage { .. } => "E-NOSPACE",
+            MirrorError::Index(_) => "E-INDEX",
+            MirrorError::Corrupt { .. } => "E-CORRUPT",
+            MirrorError::Config(_) => "E-CONFIG",
+            MirrorError::Upstream(_) => "E-UPSTREAM",
+            MirrorError::UpstreamBusy { .. } => "E-BUSY",
+            MirrorError::Bundle { .. } => "E-BUNDLE",
+            MirrorError::Task(_) => "E-TASK",
+            MirrorError::Shared(_) => "E-TASK",
+            MirrorError::Blob(_) => "E-BLOB",
+            MirrorError::DataFormat { .. } => "E-FORMAT",
+        }
+    }
+
+    /// What a client may be told about an internal failure: the kind, in words, without paths or
+    /// library text.
+    pub fn public_reason(&self) -> &'static str {
+        match self.root() {
+            MirrorError::Io { .. } => "the mirror could not read or write its storage",
+            MirrorError::Locked { .. } => "the mirror's data directory is locked",
+            MirrorError::Index(_) => "the mirror's index failed",
+            MirrorError::Corrupt { .. } => "a record in the mirror's index is damaged",
+            MirrorError::Config(_) => "the mirror is misconfigured",
+            MirrorError::Bundle { .. } => "an air-gap bundle could not be handled",
+            MirrorError::Blob(_) => "the mirror's blob store failed",
+            MirrorError::DataFormat { .. } => "the mirror's data directory needs migrating",
+            _ => "an internal task of the mirror failed",
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MirrorError {
         let path = path.into();
         move |source| MirrorError::Io { path, source }

@@ -235,22 +235,32 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
         }
     }
 
-    /// Joins the task for `key`, starting it with `make` if none runs. `settled` is consulted under
-    /// the same lock first: a result recorded by a task that just finished is returned instead of
-    /// starting a second task (the task records its result before it leaves the map).
-    pub fn join<F, Fut>(&self, key: K, settled: impl FnOnce() -> Option<V>, make: F) -> Flight<V>
+    /// Joins the task for `key`, starting it with `make` if none runs. `settled` (an index read)
+    /// is consulted first, on a blocking thread and without the map's lock, so neither the event
+    /// loop nor every other caller of this map waits for the disk: a result recorded by a task
+    /// that just finished is returned instead of starting a second task (the task records its
+    /// result before it leaves the map). Between that read and taking the lock another caller may
+    /// have started a task: it is joined. The one window left — a task that started *and* ended
+    /// between the two — costs a redundant task, never a wrong answer (promotion of an existing
+    /// blob is a no-op).
+    pub async fn join<S, F, Fut>(&self, key: K, settled: S, make: F) -> Flight<V>
     where
-        F: FnOnce(Arc<Progress>) -> Fut,
+        S: FnOnce() -> Option<V> + Send + 'static,
+        F: FnOnce(Arc<Progress>) -> Fut + Send,
         Fut: Future<Output = V> + Send + 'static,
     {
+        if let Some(j) = self.running(&key) {
+            return Flight(FlightInner::Running(j));
+        }
+        // A settled read that panicked counts as "nothing recorded": the task then runs again.
+        if let Ok(Some(v)) = self.rt.spawn_blocking(settled).await {
+            return Flight(FlightInner::Done(v));
+        }
         // A poisoned lock only means another thread panicked while holding it; the map itself is
         // still consistent (every mutation is a single insert or remove).
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(j) = map.get(&key) {
             return Flight(FlightInner::Running(j.clone()));
-        }
-        if let Some(v) = settled() {
-            return Flight(FlightInner::Done(v));
         }
         let (tx, rx) = watch::channel(None);
         let progress = Arc::new(Progress::default());
@@ -274,6 +284,12 @@ impl<K: Hash + Eq + Clone + Send + 'static, V: Clone + Send + Sync + 'static> Si
             let _ = tx.send(Some(v));
         });
         Flight(FlightInner::Running(joined))
+    }
+
+    /// The task running for `key`, if any.
+    fn running(&self, key: &K) -> Option<Joined<V>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
     }
 
     /// The progress of every task in flight.
@@ -362,15 +378,17 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..50 {
             let runs = runs.clone();
-            let f = sf.join(
-                "k",
-                || None,
-                move |_| async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    7
-                },
-            );
+            let f = sf
+                .join(
+                    "k",
+                    || None,
+                    move |_| async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        7
+                    },
+                )
+                .await;
             waits.push(tokio::spawn(f.wait(Duration::from_secs(5))));
         }
         for w in waits {
@@ -380,30 +398,61 @@ mod tests {
         assert!(sf.is_empty());
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn settled_runs_off_the_callers_thread_and_outside_the_lock() {
+        let sf: SingleFlight<u8, u32> = SingleFlight::new(tokio::runtime::Handle::current());
+        let (map, caller) = (sf.map.clone(), std::thread::current().id());
+        let seen = Arc::new(Mutex::new(None));
+        let seen2 = seen.clone();
+        let f = sf
+            .join(
+                1,
+                move || {
+                    let unlocked = map.try_lock().is_ok();
+                    *seen2.lock().unwrap() =
+                        Some((unlocked, std::thread::current().id() != caller));
+                    Some(4)
+                },
+                |_| async { 0 },
+            )
+            .await;
+        assert!(matches!(
+            f.wait(Duration::from_secs(1)).await,
+            Waited::Done(4)
+        ));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some((true, true)),
+            "(lock free, on another thread)"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn short_wait_reports_running_and_panics_are_lost_not_hung() {
         let sf: SingleFlight<u8, u32> = SingleFlight::new(tokio::runtime::Handle::current());
-        let f = sf.join(
-            1,
-            || None,
-            |_| async {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                1
-            },
-        );
+        let f = sf
+            .join(
+                1,
+                || None,
+                |_| async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    1
+                },
+            )
+            .await;
         assert!(matches!(
             f.wait(Duration::from_millis(10)).await,
             Waited::Running { .. }
         ));
-        let f = sf.join(2, || None, |_| async { panic!("boom") });
+        let f = sf.join(2, || None, |_| async { panic!("boom") }).await;
         assert!(matches!(f.wait(Duration::from_secs(5)).await, Waited::Lost));
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let f = sf.join(2, || None, |_| async { 5 });
+        let f = sf.join(2, || None, |_| async { 5 }).await;
         assert!(
             matches!(f.wait(Duration::from_secs(5)).await, Waited::Done(5)),
             "a dead task must not block its key"
         );
-        let f = sf.join(3, || Some(9), |_| async { 1 });
+        let f = sf.join(3, || Some(9), |_| async { 1 }).await;
         assert!(matches!(
             f.wait(Duration::from_secs(1)).await,
             Waited::Done(9)

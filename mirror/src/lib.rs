@@ -46,7 +46,7 @@ pub use names::{
     Tag,
 };
 pub use operations::{LogConfig, LogFormat, MetricsConfig};
-pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, Snapshot};
+pub use pipeline::{BlobInfo, FileState, Lookup, ManifestDoc, Mirror, SmallBlob, Snapshot};
 pub use policy::{Decision, DigestCover, OllamaDecision, Policy};
 pub use refusal::Refusal;
 pub use store::{

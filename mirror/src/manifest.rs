@@ -81,6 +81,21 @@ impl Manifest {
     /// Entries under `dir` (`None` = the root): all descendants if `recursive`, else direct children.
     /// Returns `None` if `dir` is not a directory of this commit.
     pub fn list(&self, dir: Option<&str>, recursive: bool) -> Option<Vec<&Entry>> {
+        self.list_page(dir, recursive, 0, usize::MAX)
+            .map(|(page, _)| page)
+    }
+
+    /// At most `n` entries of [`Manifest::list`] from the `start`-th, and whether more follow.
+    /// Entries are sorted by path, so a directory's descendants are one contiguous run found by
+    /// binary search: a recursive page costs O(log files + n), and paging through a whole
+    /// snapshot O(files) rather than O(files²/n).
+    pub fn list_page(
+        &self,
+        dir: Option<&str>,
+        recursive: bool,
+        start: usize,
+        n: usize,
+    ) -> Option<(Vec<&Entry>, bool)> {
         let prefix = match dir {
             None => String::new(),
             Some(d) => {
@@ -91,16 +106,84 @@ impl Manifest {
                 format!("{d}/")
             }
         };
-        Some(
-            self.entries
-                .iter()
-                .filter(|e| {
-                    e.path
-                        .as_str()
-                        .strip_prefix(prefix.as_str())
-                        .is_some_and(|rest| recursive || !rest.contains('/'))
-                })
-                .collect(),
-        )
+        let sub = self.subtree(&prefix);
+        if recursive {
+            let page: Vec<&Entry> = sub.iter().skip(start).take(n).collect();
+            return Some((page, start.saturating_add(n) < sub.len()));
+        }
+        let mut children = sub
+            .iter()
+            .filter(|e| !e.path.as_str()[prefix.len()..].contains('/'))
+            .skip(start);
+        let page: Vec<&Entry> = children.by_ref().take(n).collect();
+        Some((page, children.next().is_some()))
+    }
+
+    /// The entries whose path starts with `prefix`: contiguous, because entries are sorted.
+    fn subtree(&self, prefix: &str) -> &[Entry] {
+        let lo = self.entries.partition_point(|e| e.path.as_str() < prefix);
+        let rest = &self.entries[lo..];
+        let len = rest.partition_point(|e| e.path.as_str().starts_with(prefix));
+        &rest[..len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: RepoPath::parse(path).expect("valid path"),
+            kind,
+            size: 1,
+            oid: GitOid::from_hex("0123456789abcdef0123456789abcdef01234567").expect("40 hex"),
+            lfs: None,
+        }
+    }
+
+    #[test]
+    fn pages_are_the_filtered_listing_in_order() {
+        let m = Manifest::new(vec![
+            entry("a", EntryKind::Directory),
+            entry("a/b", EntryKind::File),
+            entry("a/c", EntryKind::Directory),
+            entry("a/c/d", EntryKind::File),
+            entry("a-x", EntryKind::File),
+            entry("b", EntryKind::File),
+        ]);
+        let paths = |v: Vec<&Entry>| {
+            v.iter()
+                .map(|e| e.path.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths(m.list(Some("a"), true).unwrap()),
+            ["a/b", "a/c", "a/c/d"]
+        );
+        assert_eq!(paths(m.list(Some("a"), false).unwrap()), ["a/b", "a/c"]);
+        assert_eq!(paths(m.list(None, false).unwrap()), ["a", "a-x", "b"]);
+        let (p, more) = m.list_page(None, true, 1, 2).unwrap();
+        // Sorted by path bytes: '-' sorts before '/'.
+        assert_eq!(
+            (paths(p), more),
+            (vec!["a-x".to_owned(), "a/b".to_owned()], true)
+        );
+        let (p, more) = m.list_page(None, true, 4, 2).unwrap();
+        assert_eq!(
+            (paths(p), more),
+            (vec!["a/c/d".to_owned(), "b".to_owned()], false)
+        );
+        let (p, more) = m.list_page(None, false, 2, 5).unwrap();
+        assert_eq!((paths(p), more), (vec!["b".to_owned()], false));
+        assert!(m
+            .list_page(None, true, usize::MAX, usize::MAX)
+            .unwrap()
+            .0
+            .is_empty());
+        assert!(
+            m.list(Some("b"), true).is_none(),
+            "a file is not a directory"
+        );
     }
 }

@@ -313,6 +313,32 @@ impl Store {
         Ok(self.cas.open(digest)?)
     }
 
+    /// A promoted blob as a local file for a scanner, which needs to seek: the blob file itself
+    /// with the local backend; with an object store, a copy spooled into quarantine (unlinked
+    /// at once, so it goes away with the handle). Blocking.
+    pub(crate) fn blob_file(&self, digest: &Digest) -> Result<std::fs::File, MirrorError> {
+        if let Blob::File(file) = self.cas.open(digest)? {
+            return Ok(file);
+        }
+        let path = self
+            .quarantine
+            .join(format!("scan-{}-{}", digest.hex(), std::process::id()));
+        let mut spool = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(MirrorError::io(&path))?;
+        let _ = std::fs::remove_file(&path);
+        let mut reader = self.cas.reader(digest)?;
+        std::io::copy(&mut reader, &mut spool).map_err(MirrorError::io(&path))?;
+        use std::io::Seek;
+        spool
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(MirrorError::io(&path))?;
+        Ok(spool)
+    }
+
     /// Starts a quarantine file. Blocking.
     pub(crate) fn quarantine_writer(
         &self,

@@ -46,12 +46,13 @@ impl From<GovError> for AdminError {
         match e {
             GovError::Rejected(m) => AdminError(StatusCode::BAD_REQUEST, m),
             GovError::NotFound(m) => AdminError(StatusCode::NOT_FOUND, format!("{m} not found")),
+            GovError::Mirror(e) if e.is_internal() => AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::internal::report(&e, "admin"),
+            ),
             GovError::Mirror(e) => {
                 tracing::warn!(error = %e, "admin request failed");
-                AdminError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error (see server log)".into(),
-                )
+                AdminError(StatusCode::BAD_GATEWAY, e.to_string())
             }
         }
     }
@@ -166,9 +167,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         }
                         Err(e)
                     }
+                    // The app is built with the mirror; without it, this is a wiring bug.
                     None => Err(AdminError(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error (see server log)".into(),
+                        crate::internal::report(
+                            &mirror::MirrorError::Task("admin scope has no mirror".into()),
+                            "admin",
+                        ),
                     )),
                 };
                 // A refusal is answered as a response, not an `Err`, so the request middleware
@@ -212,12 +217,34 @@ async fn json<T: serde::de::DeserializeOwned>(
 type M = web::Data<Arc<Mirror>>;
 type B = web::Data<BodyBudget>;
 
+/// Runs governance work (index reads and writes, audit fsyncs, approval checks) on actix's
+/// blocking pool instead of the event loop that serves every other request.
+async fn off_loop<T: Send + 'static>(
+    m: &M,
+    f: impl FnOnce(&Mirror) -> Result<T, GovError> + Send + 'static,
+) -> Result<T, AdminError> {
+    let m = m.clone().into_inner();
+    web::block(move || f(&m)).await.map_err(|_| {
+        AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::internal::report(
+                &mirror::MirrorError::Task("admin task failed".into()),
+                "admin",
+            ),
+        )
+    })?
+    .map_err(AdminError::from)
+}
+
 async fn list_requests(m: M) -> Result<HttpResponse, AdminError> {
-    Ok(HttpResponse::Ok().json(m.governance().list_requests()?))
+    let list = off_loop(&m, |m| Ok(m.governance().list_requests()?)).await?;
+    Ok(HttpResponse::Ok().json(list))
 }
 
 async fn show_request(m: M, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    match m.governance().get_request(&id)? {
+    let id = id.into_inner();
+    let id2 = id.clone();
+    match off_loop(&m, move |m| Ok(m.governance().get_request(&id2)?)).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(AdminError(
             StatusCode::NOT_FOUND,
@@ -244,7 +271,9 @@ async fn deny_request(
         .by
         .clone()
         .unwrap_or_else(|| "the governance team".into());
-    Ok(HttpResponse::Ok().json(m.governance().deny_request(&id, &body.reason, &by)?))
+    let id = id.into_inner();
+    let rec = off_loop(&m, move |m| m.governance().deny_request(&id, &body.reason, &by)).await?;
+    Ok(HttpResponse::Ok().json(rec))
 }
 
 #[derive(serde::Deserialize)]
@@ -273,7 +302,7 @@ async fn list_approvals(m: M) -> Result<HttpResponse, AdminError> {
 
 async fn add_approval(m: M, budget: B, payload: web::Payload) -> Result<HttpResponse, AdminError> {
     let body = budget.read(payload, MAX_BODY).await?;
-    let id = m.governance().add_approval(&body)?;
+    let id = off_loop(&m, move |m| m.governance().add_approval(&body)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id.to_string() })))
 }
 
@@ -283,12 +312,12 @@ async fn add_revocation(
     payload: web::Payload,
 ) -> Result<HttpResponse, AdminError> {
     let body = budget.read(payload, MAX_BODY).await?;
-    let id = m.governance().add_revocation(&body)?;
+    let id = off_loop(&m, move |m| m.governance().add_revocation(&body)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "approval": id.to_string() })))
 }
 
 async fn reload(m: M) -> Result<HttpResponse, AdminError> {
-    let (loaded, rejected) = m.governance().reload()?;
+    let (loaded, rejected) = off_loop(&m, |m| Ok(m.governance().reload()?)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "approvals": loaded, "rejected": rejected })))
 }
 

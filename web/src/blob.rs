@@ -9,6 +9,35 @@ const CHUNK: usize = 512 * 1024;
 /// Chunks read ahead of the socket per stream.
 const AHEAD: usize = 2;
 
+/// Files up to this size are read whole in the blocking hop that opens them and answered from
+/// memory: for a small file, mapping it, a streaming task and a channel cost far more than the
+/// bytes (mmap/munmap shoot down TLBs on every core).
+pub const SMALL: u64 = 64 * 1024;
+
+/// The body for a GET of `rec`: small local files read whole, everything else streamed.
+pub async fn open(
+    mirror: &mirror::Mirror,
+    rec: &mirror::FileRecord,
+) -> Result<Body, mirror::MirrorError> {
+    if rec.size <= SMALL {
+        return Ok(match mirror.open_small_blob(rec).await? {
+            mirror::SmallBlob::Whole(bytes) => Body::Small(bytes.into()),
+            mirror::SmallBlob::Opened(blob) => Body::Blob(blob),
+        });
+    }
+    Ok(Body::Blob(mirror.open_blob(rec).await?))
+}
+
+/// What a blob answer carries.
+pub enum Body {
+    /// Nothing (a HEAD): only the headers and the declared length.
+    Head,
+    /// The blob, streamed: a local file memory-mapped, an object-store blob by ranged reads.
+    Blob(mirror::Blob),
+    /// The whole blob, read already (at most [`SMALL`] bytes).
+    Small(Bytes),
+}
+
 /// A parsed single `Range`, resolved against the file size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeAsk {
@@ -78,7 +107,7 @@ pub fn respond(
     mut resp: actix_web::HttpResponseBuilder,
     range: Option<&str>,
     size: u64,
-    blob: Option<mirror::Blob>,
+    body: Body,
 ) -> Result<actix_web::HttpResponse, RangeAsk> {
     let (start, len) = match parse_range(range, size) {
         RangeAsk::Full => (0, size),
@@ -93,18 +122,24 @@ pub fn respond(
         RangeAsk::Unsatisfiable => return Err(RangeAsk::Unsatisfiable),
     };
     resp.insert_header((actix_web::http::header::ACCEPT_RANGES, "bytes"));
-    Ok(match blob {
-        Some(mirror::Blob::File(file)) => {
+    Ok(match body {
+        Body::Blob(mirror::Blob::File(file)) => {
             resp.no_chunking(len);
             resp.streaming(stream(file, start, len))
         }
-        Some(mirror::Blob::Remote(remote)) => {
+        Body::Blob(mirror::Blob::Remote(remote)) => {
             resp.no_chunking(len);
             resp.streaming(remote.stream(start, len))
         }
+        // The whole file was read and is exactly `size` bytes, so the range lies inside it.
+        Body::Small(bytes) if bytes.len() as u64 == size => {
+            resp.body(bytes.slice(start as usize..(start + len) as usize))
+        }
+        // A read that does not match the record (the caller checks; never serve other bytes).
+        Body::Small(_) => return Err(RangeAsk::Unsatisfiable),
         // actix writes a HEAD's Content-Length from the body's declared size and never sends the
         // body itself, so declare the real size over an empty stream.
-        None => resp.body(actix_web::body::SizedStream::new(
+        Body::Head => resp.body(actix_web::body::SizedStream::new(
             len,
             futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
         )),

@@ -12,12 +12,15 @@ mod cmd;
 mod grant;
 mod hf;
 mod logging;
+mod internal;
 mod ollama;
 mod ops;
 mod origin;
 mod request;
 mod ui;
 mod tls;
+#[cfg(test)]
+mod parse_fuzz;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -117,7 +117,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The first hop's proto and host from `Forwarded` (RFC 7239), else `X-Forwarded-Proto` and
 /// `X-Forwarded-Host`.
-fn forwarded(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+pub(crate) fn forwarded(headers: &HeaderMap) -> (Option<String>, Option<String>) {
     if let Some(v) = header(headers, "forwarded") {
         let first = v.split(',').next().unwrap_or("");
         let mut proto = None;

@@ -574,7 +574,10 @@ impl Puller {
                     let wait =
                         Duration::from_millis(10 * u64::from(n * n)).min(Duration::from_secs(10));
                     if Instant::now() + wait > deadline {
-                        bail!("context deadline exceeded (last error: {e:#})");
+                        // ollama logs each failure (slog.Warn, server log) and reports only the
+                        // context's error: a refusal's body never reaches the user from here.
+                        eprintln!("failed to get direct URL; giving up: {e:#}");
+                        bail!("context deadline exceeded");
                     }
                     eprintln!("failed to get direct URL; backing off and retrying: {e:#}");
                     tokio::time::sleep(wait).await;

@@ -74,6 +74,20 @@ impl Budget {
 
     /// Takes one new request from `client`'s budget, or says which budget is spent.
     pub(crate) fn take_request(&self, client: &str, now: Instant) -> Result<(), OverBudget> {
+        self.take_client(client, now)?;
+        self.count_record();
+        Ok(())
+    }
+
+    /// Counts one new request record (its client was charged by [`Budget::take_client`]).
+    pub(crate) fn count_record(&self) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Charges `client` one new name (or says which budget is spent) without counting a record:
+    /// an unapproved name's revision is looked up upstream before anything is recorded, and that
+    /// lookup is what a client flooding distinct names costs, whether or not the name exists.
+    pub(crate) fn take_client(&self, client: &str, now: Instant) -> Result<(), OverBudget> {
         if self.records.load(Ordering::Relaxed) >= self.limits.max_requests {
             return Err(OverBudget::Total);
         }
@@ -97,7 +111,6 @@ impl Budget {
             return Err(OverBudget::Client);
         }
         times.push_back(now);
-        self.records.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

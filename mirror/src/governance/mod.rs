@@ -25,7 +25,7 @@ use crate::refusal::Refusal;
 use crate::store::Store;
 
 pub use licence::{licence_of_model_card, licence_of_text};
-pub use requests::{Prepared, PreparedFile, RefusedFile, RequestRecord, RequestStatus};
+pub use requests::{Charge, Prepared, PreparedFile, RefusedFile, RequestRecord, RequestStatus};
 
 /// One loaded approval: verified against the trusted keys, with its revocation if any.
 #[derive(Debug, Clone)]
@@ -503,12 +503,18 @@ impl Governance {
     /// [`downloads`](self::downloads)). Blocking (an fsync when an entry is written).
     /// `who` is the client's budget key ([`crate::Caller::budget_key`]).
     pub fn audit_download(&self, who: &str, event: AuditEvent) {
-        for e in self
-            .downloads
-            .record(who, event, now(), std::time::Instant::now())
-        {
+        for e in self.fold_download(who, event) {
             self.audit(e);
         }
+    }
+
+    /// Folds a download into its open window (memory only, not blocking) and returns the
+    /// entries that must be written now (a window's first download, or ones that closed); the
+    /// caller appends them off the event loop, and only when there are any.
+    /// `who` is the client's budget key.
+    pub fn fold_download(&self, who: &str, event: AuditEvent) -> Vec<AuditEvent> {
+        self.downloads
+            .record(who, event, now(), std::time::Instant::now())
     }
 
     /// Writes the counts of download windows that have closed. Blocking; run periodically.

@@ -118,7 +118,27 @@ fn key(id: &str) -> Vec<u8> {
     id.as_bytes().to_vec()
 }
 
+/// Whether recording a new request still has to charge the client's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// Charge it now (and refuse to record if it is spent).
+    Now,
+    /// The caller charged it before looking the revision up upstream.
+    Done,
+}
+
 impl Governance {
+    /// Whether a request for `name` at `revision` is already recorded.
+    pub fn has_request(
+        &self,
+        source: Source,
+        name: &str,
+        revision: &str,
+    ) -> Result<bool, MirrorError> {
+        let id = request_id(source, name, revision);
+        Ok(self.store.requests.contains_key(key(&id))?)
+    }
+
     /// Records that `client` asked for an unapproved `name` at `revision`, and returns the refusal
     /// the client gets (pointing at the request, or carrying the denial) and whether the request
     /// is new (the caller then starts the background fetch).
@@ -128,6 +148,7 @@ impl Governance {
         name: &str,
         revision: &str,
         caller: &crate::Caller,
+        charge: Charge,
     ) -> Result<(Refusal, Option<RequestRecord>), MirrorError> {
         let client = caller.to_string();
         let client = client.as_str();
@@ -135,7 +156,10 @@ impl Governance {
         let now = now();
         let existing: Option<RequestRecord> = Store::get(&self.store.requests, &key(&id))?;
         let is_new = existing.is_none();
-        if is_new {
+        if is_new && charge == Charge::Done {
+            self.budget().count_record();
+        }
+        if is_new && charge == Charge::Now {
             if let Err(over) = self
                 .budget()
                 .take_request(&caller.budget_key(), std::time::Instant::now())

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use signing::{AuditEvent, Source};
 
-use super::Mirror;
+use super::{Lookup, Mirror, Missing};
 use crate::error::MirrorError;
-use crate::governance::{Approval, Verdict};
+use crate::governance::{Approval, Charge, Verdict};
+use crate::names::{HfRepo, OllamaName, Reference, RevisionName};
 use crate::refusal::Refusal;
 
 /// The outcome of admission.
@@ -20,6 +21,25 @@ pub(crate) enum Admit {
         approval: Option<Arc<Approval>>,
     },
     /// Refused.
+    Refused(Refusal),
+    /// Not approved, and the revision does not exist upstream: nothing was recorded.
+    Missing(Missing),
+}
+
+/// What a client asked for, in the form its upstream can look up: a review request is recorded
+/// only for a revision that resolves there.
+#[derive(Clone, Copy)]
+pub(crate) enum Asked<'a> {
+    /// A Hugging Face repo at a branch, tag or commit.
+    Hf(&'a HfRepo, &'a RevisionName),
+    /// An Ollama model at a tag or manifest digest.
+    Ollama(&'a OllamaName, &'a Reference),
+}
+
+/// Whether an asked-for revision exists upstream.
+enum Upstream {
+    Exists,
+    Missing(Missing),
     Refused(Refusal),
 }
 
@@ -34,6 +54,7 @@ impl Mirror {
         asked: &str,
         config: impl FnOnce() -> Result<Option<String>, Refusal>,
         client: &crate::Caller,
+        target: Asked<'_>,
     ) -> Result<Admit, MirrorError> {
         let refusal = match self.gov.decide(source, name, asked) {
             Verdict::Approved(a) => {
@@ -56,7 +77,11 @@ impl Mirror {
                     name: name.to_owned(),
                 },
                 Err(Refusal::NotApproved { .. }) => {
-                    let refusal = self.unapproved(source, name, asked, client).await?;
+                    let refusal = match self.unapproved(source, name, asked, client, target).await?
+                    {
+                        Ok(r) => r,
+                        Err(miss) => return Ok(Admit::Missing(miss)),
+                    };
                     // No request noted: the client's review-request budget is spent. Audit that
                     // once a minute per client, not once per name it floods us with.
                     if let Refusal::NotApproved { request: None, .. } = &refusal {
@@ -112,14 +137,17 @@ impl Mirror {
     }
 
     /// A name nothing approves: a typosquat is refused outright; anything else becomes (or counts
-    /// towards) a review request, fetched and scanned in the background for the reviewer.
+    /// towards) a review request, fetched and scanned in the background for the reviewer. A new
+    /// request is recorded only once its revision resolved upstream: `Err(miss)` (nothing
+    /// recorded, nothing audited) when it does not exist there.
     async fn unapproved(
         &self,
         source: Source,
         name: &str,
         asked: &str,
         client: &crate::Caller,
-    ) -> Result<Refusal, MirrorError> {
+        target: Asked<'_>,
+    ) -> Result<Result<Refusal, Missing>, MirrorError> {
         let bare = name.strip_prefix("datasets/").unwrap_or(name);
         let mut approved = self.gov.approved_names(source);
         approved.extend(
@@ -133,16 +161,45 @@ impl Mirror {
             .map(|n| n.strip_prefix("datasets/").unwrap_or(n).to_owned())
             .collect();
         if let Some(s) = crate::typosquat::check(bare, &approved, &self.well_known) {
-            return Ok(Refusal::Typosquat {
+            return Ok(Ok(Refusal::Typosquat {
                 name: name.to_owned(),
                 reason: s.reason,
-            });
+            }));
+        }
+        let (gov, name2, asked2) = (self.gov.clone(), name.to_owned(), asked.to_owned());
+        let known = self
+            .blocking(move || gov.has_request(source, &name2, &asked2))
+            .await?;
+        let mut charge = Charge::Now;
+        if !known {
+            // A remembered miss costs nothing upstream, so it is answered before any budget.
+            if let Some(miss) = self.known_missing(target) {
+                return Ok(Err(miss));
+            }
+            // The upstream lookup is what a flood of distinct names costs: charged first.
+            if let Err(over) = self
+                .gov
+                .budget()
+                .take_client(&client.budget_key(), std::time::Instant::now())
+            {
+                tracing::warn!(%client, %name, ?over, "review-request budget spent; not looked up");
+                return Ok(Ok(Refusal::NotApproved {
+                    name: name.to_owned(),
+                    request: None,
+                }));
+            }
+            charge = Charge::Done;
+            match self.exists_upstream(target).await? {
+                Upstream::Exists => {}
+                Upstream::Missing(miss) => return Ok(Err(miss)),
+                Upstream::Refused(r) => return Ok(Ok(r)),
+            }
         }
         // Recording the request writes the index (and the audit log): blocking work.
         let gov = self.gov.clone();
         let (name2, asked2, client2) = (name.to_owned(), asked.to_owned(), client.clone());
         let (refusal, new) = self
-            .blocking(move || gov.request(source, &name2, &asked2, &client2))
+            .blocking(move || gov.request(source, &name2, &asked2, &client2, charge))
             .await?;
         if let Some(rec) = new.filter(|_| self.gov.prefetch_requests()) {
             if let Some(me) = self.me.upgrade() {
@@ -175,6 +232,73 @@ impl Mirror {
                 });
             }
         }
-        Ok(refusal)
+        Ok(Ok(refusal))
+    }
+
+    /// A repository the upstream said does not exist, remembered for any revision of it: a flood
+    /// of revisions of one missing repo costs one upstream request per [`MISSING_TTL`].
+    ///
+    /// [`MISSING_TTL`]: super::MISSING_TTL
+    fn known_missing(&self, target: Asked<'_>) -> Option<Missing> {
+        self.missing.get(&repo_missing_key(target))
+    }
+
+    /// Looks the revision up upstream (single-flight, through the same negative cache as
+    /// serving). What it stores is only what a real revision yields (its resolution, or its
+    /// verified manifest); a revision that does not exist leaves nothing behind.
+    async fn exists_upstream(&self, target: Asked<'_>) -> Result<Upstream, MirrorError> {
+        let looked = match target {
+            Asked::Hf(repo, rev) => match rev.as_commit() {
+                // A commit is looked up by its listing, which serving it would need anyway.
+                Some(c) => match self.resolve_snapshot(repo, rev, Some(c)).await? {
+                    Lookup::Found(_) => Lookup::Found(()),
+                    other => other.map_found(),
+                },
+                None => self.resolve(repo, rev).await?.map_found(),
+            },
+            Asked::Ollama(name, reference) => {
+                let expect = match reference {
+                    Reference::Digest(d) => Some(*d),
+                    Reference::Tag(_) => None,
+                };
+                self.fetch_manifest(name, reference, expect)
+                    .await?
+                    .map_found()
+            }
+        };
+        Ok(match looked {
+            Lookup::Found(()) => Upstream::Exists,
+            // A gated or private repo exists; the reviewer decides whether to get access.
+            Lookup::Refused(Refusal::UpstreamDenied { .. }) => Upstream::Exists,
+            Lookup::Refused(r) => Upstream::Refused(r),
+            Lookup::RepoNotFound(m) => {
+                let miss = Missing::Repo(m);
+                self.missing.insert(repo_missing_key(target), miss.clone());
+                Upstream::Missing(miss)
+            }
+            Lookup::RevisionNotFound(m) => Upstream::Missing(Missing::Revision(m)),
+            Lookup::EntryNotFound { .. } => Upstream::Missing(Missing::Revision(String::new())),
+        })
+    }
+}
+
+/// The negative cache's key for "this whole repository is missing".
+fn repo_missing_key(target: Asked<'_>) -> String {
+    match target {
+        Asked::Hf(repo, _) => format!("repo\0{}", repo.index_key()),
+        Asked::Ollama(name, _) => format!("repo\0oci\0{}", name.index_key()),
+    }
+}
+
+impl<T> Lookup<T> {
+    /// The same answer with the found value dropped.
+    fn map_found(self) -> Lookup<()> {
+        match self {
+            Lookup::Found(_) => Lookup::Found(()),
+            Lookup::Refused(r) => Lookup::Refused(r),
+            Lookup::RepoNotFound(m) => Lookup::RepoNotFound(m),
+            Lookup::RevisionNotFound(m) => Lookup::RevisionNotFound(m),
+            Lookup::EntryNotFound { commit } => Lookup::EntryNotFound { commit },
+        }
     }
 }

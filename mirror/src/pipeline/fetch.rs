@@ -441,11 +441,13 @@ impl FetchTask {
             }
             let want_end = if r.partial { end } else { declared };
             if let Some(len) = r.response.content_length() {
+                // Upstream trouble, not a verdict on bytes (none were taken): not sticky, so a
+                // CDN that lied once does not poison the file; the next request starts over.
                 if offset + len != want_end {
-                    return Err(Halt::Refuse(format!(
-                        "upstream Content-Length {} does not match the declared size {want_end}",
+                    return Err(Halt::Fail(MirrorError::Upstream(format!(
+                        "upstream Content-Length {} does not match the declared size {want_end};                          nothing was kept",
                         offset + len
-                    )));
+                    ))));
                 }
             }
             let mut body = r.response.bytes_stream();

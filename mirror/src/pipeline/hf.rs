@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::admit::Admit;
+use super::admit::{Admit, Asked};
 use super::fetch::{Expect, FetchEnv, FetchTask, Scanning};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
 use crate::error::MirrorError;
@@ -49,11 +49,19 @@ impl Mirror {
             Decision::Refused(r) => Err(r),
         };
         let (pin, approval) = match self
-            .admit(Source::Hf, &name, rev.as_str(), config, client)
+            .admit(
+                Source::Hf,
+                &name,
+                rev.as_str(),
+                config,
+                client,
+                Asked::Hf(repo, rev),
+            )
             .await?
         {
             Admit::Allowed { pin, approval } => (pin, approval),
             Admit::Refused(r) => return Ok(Lookup::Refused(r)),
+            Admit::Missing(m) => return Ok(m.into()),
         };
         let pin = match pin.map(|p| Revision::parse(&p)) {
             Some(Ok(p)) => Some(p),
@@ -123,8 +131,25 @@ impl Mirror {
                 Lookup::EntryNotFound { commit } => return Ok(Lookup::EntryNotFound { commit }),
             },
         };
-        let manifest = match self.store.get_manifest(repo, commit)? {
-            Some(m) => Arc::new(m),
+        // Reading and decoding a whole listing is disk and CPU work: off the event loop, and
+        // only when it is not already decoded in memory.
+        let hot_key = format!("{}\0{commit}", repo.index_key());
+        let stored = match self.listings_hot.get(&hot_key) {
+            Some(m) => Some(m),
+            None => {
+                let (store, repo2) = (self.store.clone(), repo.clone());
+                let m = self
+                    .blocking(move || store.get_manifest(&repo2, commit))
+                    .await?
+                    .map(Arc::new);
+                if let Some(m) = &m {
+                    self.listings_hot.insert(hot_key, m.clone());
+                }
+                m
+            }
+        };
+        let manifest = match stored {
+            Some(m) => m,
             None if self.offline => {
                 return Ok(Lookup::Refused(Refusal::Offline {
                     name: format!("{} at {commit}", repo.policy_name()),
@@ -157,12 +182,27 @@ impl Mirror {
 
     /// Branch/tag → commit: a fresh stored resolution, else upstream (single-flight), else a stale
     /// stored one if upstream is unreachable.
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         repo: &HfRepo,
         rev: &RevisionName,
     ) -> Result<Lookup<Revision>, MirrorError> {
-        let stored = self.store.get_ref(repo, rev)?;
+        let hot_key = missing_key(repo, rev.as_str());
+        let stored = match self
+            .refs_hot
+            .get(&hot_key)
+            .filter(|r| now_unix().saturating_sub(r.resolved_at) < self.revision_ttl)
+        {
+            Some(r) => Some(r),
+            None => {
+                let (store, repo2, rev2) = (self.store.clone(), repo.clone(), rev.clone());
+                let r = self.blocking(move || store.get_ref(&repo2, &rev2)).await?;
+                if let Some(r) = r {
+                    self.refs_hot.insert(hot_key, r);
+                }
+                r
+            }
+        };
         // Offline, an imported resolution never goes stale: there is nothing to ask.
         if self.offline {
             return Ok(match stored {
@@ -191,21 +231,25 @@ impl Mirror {
             key,
             || None,
             move |_| async move {
-                let answer = hf.resolve(&repo2, &rev2).await.map_err(|e| e.to_string())?;
+                let answer = hf.resolve(&repo2, &rev2).await.map_err(Arc::new)?;
                 if let Answer::Found(c) = &answer {
                     let c = *c;
                     tokio::task::spawn_blocking(move || store.put_ref(&repo2, &rev2, c))
                         .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Arc::new(MirrorError::Task(e.to_string())))?
+                        .map_err(Arc::new)?;
                 }
                 Ok(answer)
             },
         );
-        let answer = match flight.wait(Duration::from_secs(60)).await {
+        let answer = match flight.await.wait(Duration::from_secs(60)).await {
             Waited::Done(a) => a,
-            Waited::Running { .. } => Err("upstream did not answer in time".to_string()),
-            Waited::Lost => Err("revision lookup task failed".to_string()),
+            Waited::Running { .. } => Err(Arc::new(MirrorError::Upstream(
+                "upstream did not answer in time".into(),
+            ))),
+            Waited::Lost => Err(Arc::new(MirrorError::Task(
+                "revision lookup task failed".into(),
+            ))),
         };
         match answer {
             Ok(Answer::Found(c)) => Ok(Lookup::Found(c)),
@@ -224,7 +268,7 @@ impl Mirror {
                     tracing::warn!(repo = %repo, rev = %rev, error = %e, "upstream unavailable; using stored resolution");
                     Ok(Lookup::Found(r.commit))
                 }
-                None => Err(MirrorError::Upstream(e)),
+                None => Err(MirrorError::Shared(e)),
             },
         }
     }
@@ -247,11 +291,7 @@ impl Mirror {
             key,
             || None,
             move |_| async move {
-                match hf
-                    .manifest(&repo2, commit)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
+                match hf.manifest(&repo2, commit).await.map_err(Arc::new)? {
                     Answer::Found(m) => {
                         let m = Arc::new(m);
                         let m2 = m.clone();
@@ -259,8 +299,8 @@ impl Mirror {
                             store.put_manifest(&repo2, commit, &m2)
                         })
                         .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Arc::new(MirrorError::Task(e.to_string())))?
+                        .map_err(Arc::new)?;
                         Ok(Answer::Found(m))
                     }
                     Answer::RepoNotFound(m) => Ok(Answer::RepoNotFound(m)),
@@ -270,8 +310,8 @@ impl Mirror {
                 }
             },
         );
-        match flight.wait(Duration::from_secs(120)).await {
-            Waited::Done(a) => a.map_err(MirrorError::Upstream),
+        match flight.await.wait(Duration::from_secs(120)).await {
+            Waited::Done(a) => a.map_err(MirrorError::Shared),
             Waited::Running { .. } => Err(MirrorError::Upstream(
                 "upstream listing did not finish in time".into(),
             )),
@@ -324,18 +364,29 @@ impl Mirror {
             },
             None => None,
         };
-        if let Some(r) = self.store.get_refusal(&snap.repo, snap.commit, path)? {
-            return Ok(Lookup::Refused(r));
-        }
-        if self.offline
-            && self
-                .store
-                .get_file(&snap.repo, snap.commit, path)?
-                .is_none()
-        {
-            return Ok(Lookup::Refused(Refusal::Offline {
-                name: format!("{} file {path} at {}", snap.repo.policy_name(), snap.commit),
-            }));
+        let (store, repo, commit, path2) = (
+            self.store.clone(),
+            snap.repo.clone(),
+            snap.commit,
+            path.clone(),
+        );
+        // Offline, a file that is not stored is refused before a fetch could start. Online, the
+        // sticky refusal is read by `settled` below, in the one blocking hop a warm request makes.
+        if self.offline {
+            let (refused, missing) = self
+                .blocking(move || {
+                    let refused = store.get_refusal(&repo, commit, &path2)?;
+                    Ok((refused, store.get_file(&repo, commit, &path2)?.is_none()))
+                })
+                .await?;
+            if let Some(r) = refused {
+                return Ok(Lookup::Refused(r));
+            }
+            if missing {
+                return Ok(Lookup::Refused(Refusal::Offline {
+                    name: format!("{} file {path} at {}", snap.repo.policy_name(), snap.commit),
+                }));
+            }
         }
         let key = (snap.repo.index_key(), snap.commit, path.clone());
         let store = self.store.clone();
@@ -343,16 +394,21 @@ impl Mirror {
         let (repo, commit, path2) = (snap.repo.clone(), snap.commit, path.clone());
         // A record whose blob is gone (a crash before the blob's directory was durable, or an
         // operator's hand) is not Ready: fetch and verify the file again instead of a 500.
-        let settled = || match store.get_file(&repo, commit, &path2) {
-            Ok(Some(rec)) if store.has_blob(&rec.digest) => Some(Fetched::Ready(rec)),
-            _ => None,
+        let settled = move || {
+            if let Ok(Some(r)) = store.get_refusal(&repo, commit, &path2) {
+                return Some(Fetched::Refused(r));
+            }
+            match store.get_file(&repo, commit, &path2) {
+                Ok(Some(rec)) if store.has_blob(&rec.digest) => Some(Fetched::Ready(rec)),
+                _ => None,
+            }
         };
         let (store, hf, repo) = (self.store.clone(), self.hf.clone(), snap.repo.clone());
         let (commit, env) = (snap.commit, self.fetch_env.clone());
         let flight = self.files.join(key, settled, move |progress| {
             fetch_file(store, env, scanning, hf, repo, commit, entry, progress)
         });
-        match flight.wait(wait).await {
+        match flight.await.wait(wait).await {
             Waited::Done(Fetched::Ready(rec)) => match pinned {
                 // The approval pinned other bytes than upstream now declares for this commit.
                 Some((sha, size)) if sha != rec.digest || size != rec.size => {
@@ -436,13 +492,14 @@ async fn fetch_file(
                 etag: entry.etag(),
                 scan: promoted.scan,
             };
-            let (rec2, repo2) = (rec.clone(), repo.clone());
+            let (rec2, repo2, path2) = (rec.clone(), repo.clone(), path.clone());
             let put =
-                tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path, &rec2))
+                tokio::task::spawn_blocking(move || store.put_file(&repo2, commit, &path2, &rec2))
                     .await;
             match put {
                 Ok(Ok(())) => Fetched::Ready(rec),
-                _ => Fetched::Failed("could not record the verified file (see server log)".into()),
+                Ok(Err(e)) => Fetched::from_error(e, &path.to_string()),
+                Err(e) => Fetched::from_error(MirrorError::Task(e.to_string()), &path.to_string()),
             }
         }
         Ok(Err(reason)) => {

@@ -71,7 +71,9 @@ pub enum FileState {
 pub(crate) enum Fetched {
     Ready(FileRecord),
     Refused(Refusal),
-    Failed(String),
+    /// Not sticky: the next request retries. The error itself (not its text) so the protocol
+    /// mapping points can keep internal detail from clients.
+    Failed(Arc<MirrorError>),
     Busy(u64),
     /// The data directory is full: not sticky, retried once space is freed.
     NoSpace {
@@ -82,17 +84,23 @@ pub(crate) enum Fetched {
 
 impl Fetched {
     /// A fetch that failed for reasons other than the bytes: not sticky, the next request retries.
+    /// Internal failures are logged by the mapping point that answers a client, with the
+    /// reference it gives; here only at debug (a fetch no client waits for is a prefetch, whose
+    /// report carries the error).
     pub(crate) fn from_error(e: MirrorError, label: &str) -> Fetched {
-        tracing::warn!(artifact = label, error = %e, "fetch failed");
+        if e.is_internal() {
+            tracing::debug!(artifact = label, error = %e, "fetch failed");
+        } else {
+            tracing::warn!(artifact = label, error = %e, "fetch failed");
+        }
         match e {
             MirrorError::UpstreamBusy { retry_after_secs } => Fetched::Busy(retry_after_secs),
-            MirrorError::Upstream(m) => Fetched::Failed(m),
             MirrorError::InsufficientStorage { needed, free } => Fetched::NoSpace { needed, free },
             // The disk filled up mid-stream (other fetches took the room the pre-flight saw).
             MirrorError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 Fetched::NoSpace { needed: 0, free: 0 }
             }
-            _ => Fetched::Failed("internal error while fetching (see server log)".into()),
+            e => Fetched::Failed(Arc::new(e)),
         }
     }
 }
@@ -134,16 +142,16 @@ pub struct Mirror {
     revision_ttl: u64,
     rt: tokio::runtime::Handle,
     files: SingleFlight<FileKey, Fetched>,
-    refs: SingleFlight<MetaKey, Result<Answer<Revision>, String>>,
-    listings: SingleFlight<MetaKey, Result<Answer<Arc<Manifest>>, String>>,
+    refs: SingleFlight<MetaKey, Result<Answer<Revision>, Arc<MirrorError>>>,
+    listings: SingleFlight<MetaKey, Result<Answer<Arc<Manifest>>, Arc<MirrorError>>>,
     oci: Arc<OciUpstream>,
     tag_ttl: u64,
     blob_flights: SingleFlight<Digest, Fetched>,
-    manifest_flights: SingleFlight<MetaKey, Result<Lookup<ManifestDoc>, String>>,
+    manifest_flights: SingleFlight<MetaKey, Result<Lookup<ManifestDoc>, Arc<MirrorError>>>,
     gov: Arc<Governance>,
     well_known: WellKnown,
     trust: crate::trust::Trust,
-    signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, String>>,
+    signed_flights: SingleFlight<MetaKey, Result<signed::SignedState, Arc<MirrorError>>>,
     /// Recent upstream misses per (repo, revision), so repeated asks for a missing revision do not
     /// each cost an authenticated upstream request.
     missing: moka::sync::Cache<MetaKey, Missing>,
@@ -157,6 +165,14 @@ pub struct Mirror {
     fetch_env: Arc<fetch::FetchEnv>,
     /// What `/metrics` shows of the engine.
     metrics: Arc<crate::metrics::Metrics>,
+    /// OCI blobs already checked against a layer media type's format (see `recheck_format`).
+    formats_checked: ollama::FormatsChecked,
+    /// Decoded listings of recently served commits. A commit's listing never changes, so this
+    /// cannot go stale; it saves every request a blocking hop to read and decode it from sled.
+    listings_hot: moka::sync::Cache<MetaKey, Arc<Manifest>>,
+    /// Recent branch/tag resolutions as stored (commit, resolved_at), judged by the same TTL as
+    /// the stored record: a warm request needs no blocking hop for it.
+    refs_hot: moka::sync::Cache<MetaKey, crate::store::RefRecord>,
 }
 
 impl Mirror {
@@ -220,6 +236,13 @@ impl Mirror {
             me: me.clone(),
             fetch_env: Arc::new(fetch::FetchEnv::new(&cfg.fetch, metrics.clone())),
             metrics,
+            formats_checked: moka::sync::Cache::new(100_000),
+            // Weighed by entries, so a few huge listings cannot hold unbounded memory.
+            listings_hot: moka::sync::Cache::builder()
+                .weigher(|_, m: &Arc<Manifest>| m.entries.len().try_into().unwrap_or(u32::MAX))
+                .max_capacity(200_000)
+                .build(),
+            refs_hot: moka::sync::Cache::new(10_000),
             policy,
             hf,
             revision_ttl: cfg.huggingface.revision_ttl_secs,
@@ -293,8 +316,16 @@ impl Mirror {
             digest,
             approval,
         };
-        self.rt
-            .spawn_blocking(move || gov.audit_download(&who, event));
+        // Repeats within a window are only counted: no blocking hop unless there is a line to
+        // append (its fsync runs on a blocking thread).
+        let due = gov.fold_download(&who, event);
+        if !due.is_empty() {
+            self.rt.spawn_blocking(move || {
+                for e in due {
+                    gov.audit(e);
+                }
+            });
+        }
     }
 
     /// Writes what is pending in the audit log (open download windows' counts). Blocking; call
@@ -399,12 +430,25 @@ impl Mirror {
             .map_err(|e| MirrorError::Task(e.to_string()))?
     }
 
+    /// Runs index reads (sled reads and decoding) that need the engine itself off the async
+    /// workers.
+    async fn off_loop<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mirror) -> Result<T, MirrorError> + Send + 'static,
+    ) -> Result<T, MirrorError> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| MirrorError::Task("mirror is shutting down".into()))?;
+        self.blocking(move || f(&me)).await
+    }
+
     /// Maps a finished fetch to what callers see.
     fn settle(fetched: Fetched) -> Result<Lookup<FileState>, MirrorError> {
         match fetched {
             Fetched::Ready(rec) => Ok(Lookup::Found(FileState::Ready(rec))),
             Fetched::Refused(r) => Ok(Lookup::Refused(r)),
-            Fetched::Failed(m) => Err(MirrorError::Upstream(m)),
+            Fetched::Failed(e) => Err(MirrorError::Shared(e)),
             Fetched::NoSpace { needed, free } => {
                 Err(MirrorError::InsufficientStorage { needed, free })
             }
@@ -412,6 +456,38 @@ impl Mirror {
                 retry_after_secs: s,
             }),
         }
+    }
+
+    /// Opens a small promoted blob for serving and, when it is a local file, reads it whole in
+    /// the same blocking hop (open, note the use for the cache's LRU, read): for a small file a
+    /// streaming task costs more than the bytes. An object-store blob comes back opened for a
+    /// ranged read. A local read must be exactly the recorded size.
+    pub async fn open_small_blob(&self, rec: &FileRecord) -> Result<SmallBlob, MirrorError> {
+        use std::io::Read;
+        let (store, digest, size) = (self.store.clone(), rec.digest, rec.size);
+        self.blocking(move || {
+            let file = match store.open_blob(&digest)? {
+                crate::cas::Blob::File(file) => file,
+                remote => return Ok(SmallBlob::Opened(remote)),
+            };
+            store.touch(&file);
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            let read = (&file).take(size.saturating_add(1)).read_to_end(&mut bytes);
+            match read {
+                Ok(_) if bytes.len() as u64 == size => Ok(SmallBlob::Whole(bytes)),
+                Ok(_) => Err(MirrorError::Blob(crate::cas::CasError::SizeMismatch {
+                    digest,
+                    expected: size,
+                    actual: bytes.len() as u64,
+                })),
+                // The blob's own path is cas's to know; the digest names it in the log.
+                Err(e) => Err(MirrorError::Blob(crate::cas::CasError::Io {
+                    path: format!("blob {digest}").into(),
+                    source: e,
+                })),
+            }
+        })
+        .await
     }
 
     /// Opens a promoted blob for serving: a local file (marked as recently served, for
@@ -427,6 +503,14 @@ impl Mirror {
         })
         .await
     }
+}
+
+/// A small blob opened for serving ([`Mirror::open_small_blob`]).
+pub enum SmallBlob {
+    /// Read whole from the local store.
+    Whole(Vec<u8>),
+    /// Held by an object store: opened for a ranged read.
+    Opened(crate::cas::Blob),
 }
 
 #[cfg(test)]

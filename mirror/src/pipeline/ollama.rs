@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use verifier::Digest;
 
-use super::admit::Admit;
+use super::admit::{Admit, Asked};
 use super::fetch::{Expect, FetchEnv, FetchTask, Scanning};
 use super::scope::{BlobScope, ManifestScope};
 use super::{Fetched, FileState, Lookup, Mirror, Missing};
@@ -129,10 +129,18 @@ impl Mirror {
         };
         let asked = reference.to_string();
         let pin = match self
-            .admit(Source::Ollama, &name.to_string(), &asked, config, client)
+            .admit(
+                Source::Ollama,
+                &name.to_string(),
+                &asked,
+                config,
+                client,
+                Asked::Ollama(name, reference),
+            )
             .await?
         {
             Admit::Refused(r) => return Ok(Lookup::Refused(r)),
+            Admit::Missing(m) => return Ok(m.into()),
             Admit::Allowed { pin: None, .. } => None,
             Admit::Allowed { pin: Some(p), .. } => match p.parse::<Digest>() {
                 Ok(d) => Some(d),
@@ -158,7 +166,11 @@ impl Mirror {
         };
         let digest = match (reference, pin) {
             // By digest: only a digest in this name's scope, whatever the store holds for others.
-            (Reference::Digest(d), _) => match self.ollama_manifest_scope(name, d)? {
+            (Reference::Digest(d), _) => match {
+                let (n, d) = (name.clone(), *d);
+                self.off_loop(move |m| m.ollama_manifest_scope(&n, &d))
+                    .await?
+            } {
                 ManifestScope::Covered => *d,
                 ManifestScope::Refused(r) => return Ok(Lookup::Refused(r)),
                 // The flight records the confirmation when the upstream serves it under `name`.
@@ -177,15 +189,19 @@ impl Mirror {
             }
             (Reference::Tag(tag), None) => {
                 // Offline, an imported tag never goes stale: there is nothing to ask.
+                let (n, t) = (name.clone(), tag.clone());
                 let fresh = self
-                    .store
-                    .get_tag(name, tag)?
-                    .filter(|r| {
-                        self.offline || now_unix().saturating_sub(r.resolved_at) < self.tag_ttl
+                    .off_loop(move |m| {
+                        Ok(m.store
+                            .get_tag(&n, &t)?
+                            .filter(|r| {
+                                m.offline || now_unix().saturating_sub(r.resolved_at) < m.tag_ttl
+                            })
+                            .filter(|r| m.store.has_blob(&r.digest))
+                            // A resolution from before confirmations were recorded is asked again.
+                            .filter(|r| m.store.is_confirmed(&n, &r.digest).unwrap_or(false)))
                     })
-                    .filter(|r| self.store.has_blob(&r.digest))
-                    // A resolution from before confirmations were recorded is asked again.
-                    .filter(|r| self.store.is_confirmed(name, &r.digest).unwrap_or(false));
+                    .await?;
                 match fresh {
                     Some(r) => r.digest,
                     // The flight records the tag itself, before it ends.
@@ -196,11 +212,14 @@ impl Mirror {
                 }
             }
         };
-        let doc = match self
-            .store
-            .get_oci_manifest(&digest)?
-            .filter(|_| self.store.has_blob(&digest))
-        {
+        let stored = self
+            .off_loop(move |m| {
+                Ok(m.store
+                    .get_oci_manifest(&digest)?
+                    .filter(|_| m.store.has_blob(&digest)))
+            })
+            .await?;
+        let doc = match stored {
             Some(rec) => ManifestDoc {
                 digest,
                 content_type: rec.content_type,
@@ -220,14 +239,18 @@ impl Mirror {
         let blobs: Vec<Digest> = layers.iter().map(|(d, _)| *d).collect();
         self.blocking(move || store.put_served(&name2, &served, blobs))
             .await?;
-        // A layer already refused makes the whole model unservable; say why here, on the manifest,
-        // the only answer whose body ollama shows (its blob requests start with a HEAD).
+        // A refused layer makes the whole model unservable, and the manifest is the only answer
+        // whose body ollama shows: its blob requests start with a HEAD (no body), and a failed
+        // GET for the direct URL is retried for 30 s and then reported as "context deadline
+        // exceeded" (server/download.go). So the manifest waits, up to MANIFEST_HOLD, for the
+        // layers record_layers started fetching; the client would wait for the same bytes at the
+        // blob's direct URL anyway, so a pull takes no longer. A layer still unsettled after the
+        // hold (a large model on a slow link) is reported on its blob requests, and on the
+        // manifest of every later pull.
+        let deadline = tokio::time::Instant::now() + MANIFEST_HOLD;
         for (d, layer) in &layers {
-            if let Some(r) = self.store.get_blob_refusal(d)? {
-                let reason = match r {
-                    Refusal::Verification { reason, .. } => reason,
-                    other => other.to_string(),
-                };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Some(reason) = self.layer_refusal(name, d, layer, left).await? {
                 return Ok(Lookup::Refused(Refusal::Verification {
                     file: format!("{name}:{reference} layer {} {d}", layer.media_type),
                     reason,
@@ -237,9 +260,92 @@ impl Mirror {
         Ok(Lookup::Found(doc))
     }
 
+    /// Why a layer of a manifest cannot be served, waiting at most `wait` for its fetch: its
+    /// sticky refusal, or its bytes failing the format its media type requires. `None` when it is
+    /// servable or not settled yet.
+    async fn layer_refusal(
+        &self,
+        name: &OllamaName,
+        digest: &Digest,
+        layer: &LayerRecord,
+        wait: Duration,
+    ) -> Result<Option<String>, MirrorError> {
+        let reason = |r: Refusal| match r {
+            Refusal::Verification { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let (store, d) = (self.store.clone(), *digest);
+        let (refused, ready) = self
+            .blocking(move || {
+                let ready = store.get_blob_record(&d)?.is_some() && store.has_blob(&d);
+                Ok((store.get_blob_refusal(&d)?, ready))
+            })
+            .await?;
+        if let Some(r) = refused {
+            return Ok(Some(reason(r)));
+        }
+        // Offline nothing is fetched: only what is stored can be judged.
+        if ready || self.offline {
+            return match ready {
+                true => self.recheck_format(digest, &layer.media_type).await,
+                false => Ok(None),
+            };
+        }
+        match self.blob_flight(name, digest, layer).await.wait(wait).await {
+            Waited::Done(Fetched::Refused(r)) => Ok(Some(reason(r))),
+            Waited::Done(Fetched::Ready(_)) => self.recheck_format(digest, &layer.media_type).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks a promoted blob's bytes against the format `media_type` requires. Ready is keyed by
+    /// digest alone, and the fetch checked the format of the media type it was fetched for: the
+    /// same bytes listed under another media type (a licence text as a model layer) are checked
+    /// again, once per (digest, media type) per process. `Some(reason)` if they do not pass.
+    async fn recheck_format(
+        &self,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<Option<String>, MirrorError> {
+        let Some(allowed) = layer_formats(media_type) else {
+            return Ok(None);
+        };
+        let key = (*digest, media_type.to_owned());
+        if self.formats_checked.contains_key(&key) {
+            return Ok(None);
+        }
+        let (store, d, scanning) = (self.store.clone(), *digest, self.scanning.clone());
+        let format = self
+            .blocking(move || {
+                let path = std::path::PathBuf::from(format!("blob {d}"));
+                let file = store.blob_file(&d)?;
+                let len = file.metadata().map_err(MirrorError::io(&path))?.len();
+                let report =
+                    verifier::scan_with(std::io::BufReader::new(file), len, &scanning.options)
+                        .map_err(|e| MirrorError::Io {
+                            path,
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                Ok(report.format)
+            })
+            .await?;
+        if allowed.contains(&format) {
+            self.formats_checked.insert(key, ());
+            return Ok(None);
+        }
+        let want: Vec<String> = allowed
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect();
+        Ok(Some(format!(
+            "content is {format:?}, but the manifest declares {media_type} ({})",
+            want.join(" or ")
+        )))
+    }
+
     /// Fetches a manifest upstream (single-flight), checks it against `expect` if given, parses it
     /// and stores its bytes as a blob.
-    async fn fetch_manifest(
+    pub(super) async fn fetch_manifest(
         &self,
         name: &OllamaName,
         reference: &Reference,
@@ -300,15 +406,15 @@ impl Mirror {
             .join(key, settled, move |_| async move {
                 fetch_manifest_task(store, oci, name2, ref2, expect)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(Arc::new)
             });
-        match flight.wait(Duration::from_secs(60)).await {
+        match flight.await.wait(Duration::from_secs(60)).await {
             Waited::Done(Ok(Lookup::RepoNotFound(m))) => {
                 self.missing.insert(miss_key, Missing::Repo(m.clone()));
                 Ok(Lookup::RepoNotFound(m))
             }
             Waited::Done(Ok(l)) => Ok(l),
-            Waited::Done(Err(e)) => Err(MirrorError::Upstream(e)),
+            Waited::Done(Err(e)) => Err(MirrorError::Shared(e)),
             Waited::Running { .. } => {
                 Err(MirrorError::Upstream("manifest request timed out".into()))
             }
@@ -361,7 +467,7 @@ impl Mirror {
             .await?;
         for (d, rec) in layers.iter().filter(|_| !self.offline) {
             // Prefetch: a pull HEADs and GETs every blob next; starting now hides upstream latency.
-            let _ = self.blob_flight(name, d, rec);
+            let _ = self.blob_flight(name, d, rec).await;
         }
         Ok(layers)
     }
@@ -381,7 +487,9 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        let (manifest, approval) = match self.ollama_blob_scope(name, digest)? {
+        let (n, d) = (name.clone(), *digest);
+        let scope = self.off_loop(move |m| m.ollama_blob_scope(&n, &d)).await?;
+        let (manifest, approval) = match scope {
             BlobScope::Covered { manifest, approval } => (manifest, approval.map(|a| a.id.clone())),
             BlobScope::Refused(r) => return Ok(Lookup::Refused(r)),
             BlobScope::NotListed => {
@@ -409,22 +517,40 @@ impl Mirror {
         digest: &Digest,
         wait: Duration,
     ) -> Result<Lookup<BlobInfo>, MirrorError> {
-        let Some(layer) = self.store.get_layer(name, digest)? else {
+        let (store, n, d, offline) = (self.store.clone(), name.clone(), *digest, self.offline);
+        let (layer, refused, missing_offline) = self
+            .blocking(move || {
+                let layer = store.get_layer(&n, &d)?;
+                let refused = store.get_blob_refusal(&d)?;
+                let missing = offline && store.get_blob_record(&d)?.is_none();
+                Ok((layer, refused, missing))
+            })
+            .await?;
+        let Some(layer) = layer else {
             return Ok(Lookup::RepoNotFound(format!(
                 "{digest} is not listed by any approved manifest of {name}; pull the manifest first"
             )));
         };
-        if let Some(r) = self.store.get_blob_refusal(digest)? {
+        if let Some(r) = refused {
             return Ok(Lookup::Refused(r));
         }
-        if self.offline && self.store.get_blob_record(digest)?.is_none() {
+        if missing_offline {
             return Ok(Lookup::Refused(Refusal::Offline {
                 name: format!("{name} blob {digest}"),
             }));
         }
-        let flight = self.blob_flight(name, digest, &layer);
+        let flight = self.blob_flight(name, digest, &layer).await;
         let state = match flight.wait(wait).await {
             Waited::Done(f) => match Mirror::settle(f)? {
+                Lookup::Found(FileState::Ready(rec)) => {
+                    if let Some(reason) = self.recheck_format(digest, &layer.media_type).await? {
+                        return Ok(Lookup::Refused(Refusal::Verification {
+                            file: format!("{name} layer {} {digest}", layer.media_type),
+                            reason,
+                        }));
+                    }
+                    FileState::Ready(rec)
+                }
                 Lookup::Found(state) => state,
                 Lookup::Refused(r) => return Ok(Lookup::Refused(r)),
                 _ => return Err(MirrorError::Task("unexpected fetch outcome".into())),
@@ -445,7 +571,7 @@ impl Mirror {
         }))
     }
 
-    fn blob_flight(
+    async fn blob_flight(
         &self,
         name: &OllamaName,
         digest: &Digest,
@@ -467,28 +593,36 @@ impl Mirror {
             layer.size,
         );
         let (media_type, env) = (layer.media_type.clone(), self.fetch_env.clone());
-        let scanning = self.scanning.clone();
-        self.blob_flights.join(d, settled, move |progress| {
-            fetch_blob(
-                store, env, scanning, oci, name, d, size, media_type, progress,
-            )
-        })
+        let (scanning, checked) = (self.scanning.clone(), self.formats_checked.clone());
+        self.blob_flights
+            .join(d, settled, move |progress| {
+                fetch_blob(
+                    store, env, scanning, oci, name, d, size, media_type, checked, progress,
+                )
+            })
+            .await
     }
 
     /// Checks in the background whether upstream moved a pinned tag; records drift for review.
     /// At most once per tag TTL.
     fn check_drift(&self, name: &OllamaName, tag: &Tag, pin: Digest) {
-        let last = self.store.get_tag(name, tag).ok().flatten();
-        if last.is_some_and(|r| now_unix().saturating_sub(r.resolved_at) < self.tag_ttl) {
-            return;
-        }
-        let (store, oci, name, tag) = (
+        let (store, oci, name, tag, ttl) = (
             self.store.clone(),
             self.oci.clone(),
             name.clone(),
             tag.clone(),
+            self.tag_ttl,
         );
+        // The whole check runs in the background, its index read on a blocking thread.
         self.rt.spawn(async move {
+            let (s, n, t) = (store.clone(), name.clone(), tag.clone());
+            let last = tokio::task::spawn_blocking(move || s.get_tag(&n, &t).ok().flatten())
+                .await
+                .ok()
+                .flatten();
+            if last.is_some_and(|r| now_unix().saturating_sub(r.resolved_at) < ttl) {
+                return;
+            }
             let answer = oci.manifest(&name, &Reference::Tag(tag.clone())).await;
             let Ok(ManifestAnswer::Found { bytes, .. }) = answer else { return };
             let upstream = Digest::of(&bytes);
@@ -577,6 +711,15 @@ async fn fetch_manifest_task(
     }))
 }
 
+/// (blob, layer media type) pairs whose bytes passed that media type's format check.
+pub(crate) type FormatsChecked = moka::sync::Cache<(Digest, String), ()>;
+
+/// How long a manifest request waits for its layers to be fetched and checked, so that a refused
+/// layer's reason can be the manifest's answer (see [`Mirror::ollama_manifest`]). ollama's manifest
+/// request has no timeout, but other clients' reads time out at 30 s: 20 s, as for a blob GET,
+/// keeps well clear of that.
+const MANIFEST_HOLD: Duration = Duration::from_secs(20);
+
 /// The `mediaType` a manifest declares, if any.
 fn manifest_media_type(bytes: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -612,6 +755,7 @@ async fn fetch_blob(
     digest: Digest,
     size: u64,
     media_type: String,
+    checked: FormatsChecked,
     progress: Arc<Progress>,
 ) -> Fetched {
     let task = FetchTask {
@@ -628,6 +772,8 @@ async fn fetch_blob(
         formats: layer_formats(&media_type),
         scanning,
     };
+    // The task checks the format this media type requires: that pair needs no second look.
+    let checked_key = (digest, media_type.clone());
     match task.run(&progress).await {
         Ok(Ok(promoted)) => {
             let rec = FileRecord {
@@ -638,8 +784,14 @@ async fn fetch_blob(
             };
             let rec2 = rec.clone();
             match tokio::task::spawn_blocking(move || store.put_blob_record(&rec2)).await {
-                Ok(Ok(())) => Fetched::Ready(rec),
-                _ => Fetched::Failed("could not record the verified blob (see server log)".into()),
+                Ok(Ok(())) => {
+                    checked.insert(checked_key, ());
+                    Fetched::Ready(rec)
+                }
+                Ok(Err(e)) => Fetched::from_error(e, &digest.to_string()),
+                Err(e) => {
+                    Fetched::from_error(MirrorError::Task(e.to_string()), &digest.to_string())
+                }
             }
         }
         Ok(Err(reason)) => {

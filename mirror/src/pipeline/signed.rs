@@ -71,22 +71,19 @@ impl Mirror {
             String::from_utf8_lossy(&k).into_owned(),
             settled,
             move |_| async move {
-                let state = me
-                    .verify_revision(&snap2, &rule2)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let state = me.verify_revision(&snap2, &rule2).await.map_err(Arc::new)?;
                 let (store, k) = (me.store.clone(), key(&snap2, &rule2));
                 let s2 = state.clone();
                 tokio::task::spawn_blocking(move || Store::put(&store.signed, k, &s2))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Arc::new(MirrorError::Task(e.to_string())))?
+                    .map_err(Arc::new)?;
                 Ok(state)
             },
         );
-        let state = match flight.wait(wait).await {
+        let state = match flight.await.wait(wait).await {
             Waited::Done(Ok(s)) => s,
-            Waited::Done(Err(e)) => return Err(MirrorError::Upstream(e)),
+            Waited::Done(Err(e)) => return Err(MirrorError::Shared(e)),
             Waited::Running {
                 eta_secs,
                 elapsed_secs,
@@ -232,12 +229,21 @@ impl Mirror {
             }
             verifier::Outcome::Failed { reason } => {
                 let reason = format!("{} does not verify: {reason}", rule.signature);
-                self.gov.audit(AuditEvent::Refusal {
-                    client: "airlock".into(),
-                    name,
-                    revision: Some(snap.commit.hex()),
-                    reason: reason.clone(),
-                });
+                let (gov, event) = (
+                    self.gov.clone(),
+                    AuditEvent::Refusal {
+                        client: "airlock".into(),
+                        name,
+                        revision: Some(snap.commit.hex()),
+                        reason: reason.clone(),
+                    },
+                );
+                // The append fsyncs: on a blocking thread, not the engine's async workers.
+                self.blocking(move || {
+                    gov.audit(event);
+                    Ok(())
+                })
+                .await?;
                 SignedState::Refused { reason }
             }
         })

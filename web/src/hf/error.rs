@@ -140,25 +140,41 @@ impl HfError {
                 "Unauthorized",
                 why.message().to_owned(),
             ),
-            HfError::Mirror(MirrorError::Upstream(m)) => (
+            HfError::Mirror(e) if e.is_internal() => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!(
+                    "airlock: internal error {}: {}",
+                    e.code(),
+                    e.public_reason()
+                ),
+            ),
+            HfError::Mirror(e) => Self::public_mirror(e.root()),
+        }
+    }
+
+    /// Upstream trouble and a full disk: their text is meant for the client.
+    fn public_mirror(e: &MirrorError) -> (StatusCode, &'static str, String) {
+        match e {
+            MirrorError::Upstream(m) => (
                 StatusCode::BAD_GATEWAY,
                 "UpstreamError",
                 format!("airlock: upstream error: {m}"),
             ),
-            HfError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => (
+            MirrorError::UpstreamBusy { retry_after_secs } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UpstreamBusy",
                 format!("airlock: upstream busy; retry in {retry_after_secs}s"),
             ),
-            HfError::Mirror(MirrorError::InsufficientStorage { .. }) => (
+            MirrorError::InsufficientStorage { .. } => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "InsufficientStorage",
                 "airlock: insufficient storage: the mirror's disk is full; ask its operators to free space (the file was not fetched)".into(),
             ),
-            HfError::Mirror(_) => (
+            e => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
-                "airlock: internal error (see server log)".into(),
+                format!("airlock: internal error {}: {}", e.code(), e.public_reason()),
             ),
         }
     }
@@ -192,8 +208,10 @@ impl ResponseError for HfError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code, message) = self.parts();
+        let (status, code, mut message) = self.parts();
         match self {
+            // The detail is logged here, once, under a reference the client is given.
+            HfError::Mirror(e) if e.is_internal() => message = crate::internal::report(e, "hf"),
             HfError::Mirror(e) if status.is_server_error() => {
                 tracing::warn!(error = %e, "request failed")
             }
@@ -223,8 +241,10 @@ impl ResponseError for HfError {
             HfError::Pending { retry_after, .. } => {
                 resp.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
-            HfError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => {
-                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            HfError::Mirror(e) => {
+                if let MirrorError::UpstreamBusy { retry_after_secs } = e.root() {
+                    resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                }
             }
             HfError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

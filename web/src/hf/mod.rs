@@ -4,7 +4,7 @@
 //! listings carry no `xetHash`, responses no `X-Xet-*`, and `/xet-read-token` is a 404.
 
 mod error;
-mod route;
+pub(crate) mod route;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,26 +182,22 @@ fn tree(
     page_size: usize,
 ) -> Result<HttpResponse, HfError> {
     let recursive = query_flag(req, "recursive");
-    let entries = snap
+    let start: usize = query_value(req, "cursor")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // One page's worth of work per request, so paging through a snapshot is O(files).
+    let (entries, more) = snap
         .manifest
-        .list(path.map(|p| p.as_str()), recursive)
+        .list_page(path.map(|p| p.as_str()), recursive, start, page_size)
         .ok_or_else(|| HfError::EntryNotFound {
             commit: snap.commit,
             what: path.map_or("/".into(), |p| p.to_string()),
         })?;
-    let start: usize = query_value(req, "cursor")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let page: Vec<Value> = entries
-        .iter()
-        .skip(start)
-        .take(page_size)
-        .map(|e| entry_json(e))
-        .collect();
+    let page: Vec<Value> = entries.iter().map(|e| entry_json(e)).collect();
     let mut resp = HttpResponse::Ok();
     // The cursor is client input: a huge one must not overflow (a panic in debug builds).
     let end = start.saturating_add(page_size);
-    if end < entries.len() {
+    if more {
         // Absolute and pointing at Airlock itself (trap T11), from the checked public base.
         let query: Vec<&str> = req
             .query_string()
@@ -286,10 +282,10 @@ async fn resolve(
         .insert_header(("X-Linked-Etag", etag))
         .insert_header(("X-Linked-Size", rec.size.to_string()))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
-    let file = if head {
-        None
+    let body = if head {
+        blob::Body::Head
     } else {
-        Some(mirror.open_blob(&rec).await?)
+        blob::open(&mirror, &rec).await?
     };
     let range = req
         .headers()
@@ -305,6 +301,6 @@ async fn resolve(
             snap.approval.as_ref().map(|a| a.id.clone()),
         );
     }
-    blob::respond(resp, range, rec.size, file)
+    blob::respond(resp, range, rec.size, body)
         .map_err(|_| HfError::RangeNotSatisfiable { size: rec.size })
 }

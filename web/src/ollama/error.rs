@@ -83,25 +83,41 @@ impl OciError {
                 "UNAUTHORIZED",
                 why.message().to_owned(),
             ),
-            OciError::Mirror(MirrorError::Upstream(m)) => (
+            OciError::Mirror(e) if e.is_internal() => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                format!(
+                    "airlock: internal error {}: {}",
+                    e.code(),
+                    e.public_reason()
+                ),
+            ),
+            OciError::Mirror(e) => Self::public_mirror(e.root()),
+        }
+    }
+
+    /// Upstream trouble and a full disk: their text is meant for the client.
+    fn public_mirror(e: &MirrorError) -> (StatusCode, &'static str, String) {
+        match e {
+            MirrorError::Upstream(m) => (
                 StatusCode::BAD_GATEWAY,
                 "UNAVAILABLE",
                 format!("airlock: upstream error: {m}"),
             ),
-            OciError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => (
+            MirrorError::UpstreamBusy { retry_after_secs } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
                 format!("airlock: upstream busy; retry in {retry_after_secs}s"),
             ),
-            OciError::Mirror(MirrorError::InsufficientStorage { .. }) => (
+            MirrorError::InsufficientStorage { .. } => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "UNAVAILABLE",
                 "airlock: insufficient storage: the mirror's disk is full; ask its operators to free space (the blob was not fetched)".into(),
             ),
-            OciError::Mirror(_) => (
+            e => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UNKNOWN",
-                "airlock: internal error (see server log)".into(),
+                format!("airlock: internal error {}: {}", e.code(), e.public_reason()),
             ),
         }
     }
@@ -113,8 +129,10 @@ impl ResponseError for OciError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code, message) = self.parts();
+        let (status, code, mut message) = self.parts();
         match self {
+            // The detail is logged here, once, under a reference the client is given.
+            OciError::Mirror(e) if e.is_internal() => message = crate::internal::report(e, "oci"),
             OciError::Mirror(e) if status.is_server_error() => {
                 tracing::warn!(error = %e, "registry request failed")
             }
@@ -122,8 +140,10 @@ impl ResponseError for OciError {
         }
         let mut resp = HttpResponse::build(status);
         match self {
-            OciError::Mirror(MirrorError::UpstreamBusy { retry_after_secs }) => {
-                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            OciError::Mirror(e) => {
+                if let MirrorError::UpstreamBusy { retry_after_secs } = e.root() {
+                    resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                }
             }
             OciError::RangeNotSatisfiable { size } => {
                 resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

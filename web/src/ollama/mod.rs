@@ -60,6 +60,12 @@ enum Route {
     Blob(OllamaName, Digest),
 }
 
+/// Whether `path` parses as a route (for the parser fuzz harness, `crate::parse_fuzz`).
+#[cfg(test)]
+pub(crate) fn parse_route(path: &str) -> bool {
+    parse(path).is_ok()
+}
+
 fn parse(path: &str) -> Result<Route, OciError> {
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -262,7 +268,7 @@ async fn blob_route(
         // The declared size comes from the verified manifest, so a HEAD can answer before the
         // bytes are in; the bytes themselves are served only once verified.
         FileState::Pending { .. } if head => {
-            return blob::respond(resp, None, info.size, None)
+            return blob::respond(resp, None, info.size, blob::Body::Head)
                 .map_err(|_| OciError::RangeNotSatisfiable { size: info.size })
         }
         // Still arriving: send the client on to the direct URL, which waits for the bytes.
@@ -273,10 +279,10 @@ async fn blob_route(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
     if head || direct {
-        let file = if head {
-            None
+        let body = if head {
+            blob::Body::Head
         } else {
-            Some(mirror.open_blob(&rec).await?)
+            blob::open(&mirror, &rec).await?
         };
         if !head {
             mirror.audit_download(
@@ -288,7 +294,7 @@ async fn blob_route(
                 info.approval.clone(),
             );
         }
-        return blob::respond(resp, range, rec.size, file)
+        return blob::respond(resp, range, rec.size, body)
             .map_err(|_| OciError::RangeNotSatisfiable { size: rec.size });
     }
     Ok(redirect(req, caller, settings, name, digest))

@@ -29,12 +29,10 @@ mod typosquat;
 mod upstream;
 
 pub use cas::{Blob, ByteStream, CasError, RemoteBlob};
+pub use clients::{ollama_key_from_wire, Caller, Client, ClientEntry, ClientName, Clients, Role};
 pub use config::{
     AirgapConfig, AllowRule, Config, FetchConfig, HfConfig, OllamaConfig, PolicyConfig, PolicyMode,
     ProxyNet, ScanConfig, Secret, StoreBackend, StoreConfig, ENV_KEYS,
-};
-pub use clients::{
-    ollama_key_from_wire, Caller, Client, ClientEntry, ClientName, Clients, Role,
 };
 pub use config::{TlsConfig, UpstreamConfig};
 pub use error::MirrorError;

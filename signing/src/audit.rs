@@ -548,8 +548,12 @@ impl AuditLog {
             if tail.broken {
                 return Err(self.broken());
             }
-            let message =
-                handover_message(&new_key, &self.key_id, &hex::encode(tail.prev), tail.seq + 1)?;
+            let message = handover_message(
+                &new_key,
+                &self.key_id,
+                &hex::encode(tail.prev),
+                tail.seq + 1,
+            )?;
             let event = AuditEvent::KeyHandover {
                 new_key,
                 endorsement: hex::encode(new.sign(&message).to_bytes()),
@@ -1179,7 +1183,10 @@ mod tests {
             .unwrap()
             .append(&event, t)
             .unwrap();
-        let p = verify(&path, &[old.public()]).unwrap().first_problem.unwrap();
+        let p = verify(&path, &[old.public()])
+            .unwrap()
+            .first_problem
+            .unwrap();
         assert_eq!(p.line, 4);
         assert!(matches!(p.kind, ProblemKind::RetiredKey { .. }), "{p}");
     }
@@ -1194,7 +1201,8 @@ mod tests {
             new_key: new.public().to_pem().unwrap(),
             endorsement: hex::encode([0u8; 64]),
         };
-        log.append(&forged, Timestamp::from_unix(0).unwrap()).unwrap();
+        log.append(&forged, Timestamp::from_unix(0).unwrap())
+            .unwrap();
         let p = verify(&path, &[mirror_key().public()])
             .unwrap()
             .first_problem

@@ -224,16 +224,18 @@ async fn off_loop<T: Send + 'static>(
     f: impl FnOnce(&Mirror) -> Result<T, GovError> + Send + 'static,
 ) -> Result<T, AdminError> {
     let m = m.clone().into_inner();
-    web::block(move || f(&m)).await.map_err(|_| {
-        AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            crate::internal::report(
-                &mirror::MirrorError::Task("admin task failed".into()),
-                "admin",
-            ),
-        )
-    })?
-    .map_err(AdminError::from)
+    web::block(move || f(&m))
+        .await
+        .map_err(|_| {
+            AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::internal::report(
+                    &mirror::MirrorError::Task("admin task failed".into()),
+                    "admin",
+                ),
+            )
+        })?
+        .map_err(AdminError::from)
 }
 
 async fn list_requests(m: M) -> Result<HttpResponse, AdminError> {
@@ -272,7 +274,10 @@ async fn deny_request(
         .clone()
         .unwrap_or_else(|| "the governance team".into());
     let id = id.into_inner();
-    let rec = off_loop(&m, move |m| m.governance().deny_request(&id, &body.reason, &by)).await?;
+    let rec = off_loop(&m, move |m| {
+        m.governance().deny_request(&id, &body.reason, &by)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(rec))
 }
 

@@ -11,16 +11,16 @@ mod client;
 mod cmd;
 mod grant;
 mod hf;
-mod logging;
 mod internal;
+mod logging;
 mod ollama;
 mod ops;
 mod origin;
-mod request;
-mod ui;
-mod tls;
 #[cfg(test)]
 mod parse_fuzz;
+mod request;
+mod tls;
+mod ui;
 
 /// Airlock: a verifying mirror for Hugging Face and Ollama models.
 #[derive(Parser, Debug)]

@@ -319,11 +319,9 @@ impl Puller {
         let builder = || {
             let b = Client::builder();
             match &roots {
-                Some(certs) => certs
-                    .iter()
-                    .fold(b.tls_built_in_root_certs(false), |b, c| {
-                        b.add_root_certificate(c.clone())
-                    }),
+                Some(certs) => certs.iter().fold(b.tls_built_in_root_certs(false), |b, c| {
+                    b.add_root_certificate(c.clone())
+                }),
                 None => b,
             }
         };
